@@ -1,0 +1,53 @@
+//! `lambda-dpo`: the command-line tool. Parses arguments (clap), resolves them into each
+//! command's settings and runs it. Errors are printed as a chain on stderr; bad input exits
+//! with code 2, other failures with 1. Data goes to stdout, logs and progress to stderr.
+
+mod export;
+mod input_error;
+mod logprobs;
+mod progress;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use input_error::InputError;
+
+/// Multi-preference λ-weighted listwise DPO for small language models.
+#[derive(Debug, Parser)]
+#[command(name = "lambda-dpo", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Per-token log-probabilities of completions under a model (and optional adapter).
+    Logprobs(logprobs::LogprobsArgs),
+    /// Merge a LoRA adapter into its base model and write a plain Hugging Face folder.
+    Export(export::ExportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Logprobs(args) => logprobs::run(args),
+        Command::Export(args) => export::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if err.chain().any(|c| c.downcast_ref::<InputError>().is_some()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The Llama / Qwen2 decoder, written for training: full-sequence forward, differentiable
+//! everywhere, base weights frozen by construction.
+//!
+//! One code path serves both families; they differ only in which projections carry a bias
+//! (resolved in [`ModelConfig`]). Shapes use B = batch, T = time, H = heads, Hk = kv heads,
+//! G = H / Hk (query heads per kv head), d = head_dim, E = hidden size.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::lora::{LoraLayer, LoraRun, SplitMix64, Target};
+use crate::ops::{frozen_linear, rms_norm, softmax_last_dim};
+use crate::rope;
+use crate::weights::WeightFiles;
+
+/// A frozen projection `x·Wᵀ + b`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor, // [out, in]
+    pub bias: Option<Tensor>, // [out]
+}
+
+/// One decoder block's frozen weights.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub input_norm: Tensor,
+    pub post_attention_norm: Tensor,
+    /// Indexed by [`Target::index`].
+    pub proj: [Linear; 7],
+}
+
+/// A loaded base model. Cloning is cheap (tensors are reference-counted).
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub config: ModelConfig,
+    pub dtype: DType,
+    pub device: Device,
+    pub embed_tokens: Tensor, // [V, E]
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,    // [E]
+    pub lm_head: Tensor, // [V, E]; the same tensor as embed_tokens when tied
+    inv_freq: Vec<f32>,
+}
+
+impl Model {
+    /// Loads `config.json` and the safetensors weights of a Hugging Face folder.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = ModelConfig::from_dir(dir)?;
+        let files = WeightFiles::open_model_dir(dir)?;
+        Self::from_weights(config, &files, dtype, device)
+    }
+
+    /// Builds the model from already opened weight files.
+    pub fn from_weights(config: ModelConfig, files: &WeightFiles, dtype: DType, device: &Device) -> Result<Self> {
+        let c = &config;
+        let (v, e) = (c.vocab_size, c.hidden_size);
+        let load = |name: &str, shape: &[usize]| files.load(name, shape, dtype, device);
+        let embed_tokens = load("model.embed_tokens.weight", &[v, e])?;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("model.layers.{i}");
+            let proj = Target::ALL.map(|t| -> Result<Linear> {
+                let (out, inp) = t.shape(c);
+                let path = t.module_path(i);
+                let weight = load(&format!("{path}.weight"), &[out, inp])?;
+                let has_bias = match t {
+                    Target::Q | Target::K | Target::V => c.qkv_bias,
+                    Target::O => c.o_bias,
+                    Target::Gate | Target::Up | Target::Down => c.mlp_bias,
+                };
+                let bias = if has_bias { Some(load(&format!("{path}.bias"), &[out])?) } else { None };
+                Ok(Linear { weight, bias })
+            });
+            let [q, k, vv, o, g, u, d] = proj;
+            layers.push(Layer {
+                input_norm: load(&format!("{p}.input_layernorm.weight"), &[e])?,
+                post_attention_norm: load(&format!("{p}.post_attention_layernorm.weight"), &[e])?,
+                proj: [q?, k?, vv?, o?, g?, u?, d?],
+            });
+        }
+        let norm = load("model.norm.weight", &[e])?;
+        let lm_head = if c.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            load("lm_head.weight", &[v, e])?
+        };
+        let inv_freq = rope::inv_freq(c);
+        Ok(Self { config, dtype, device: device.clone(), embed_tokens, layers, norm, lm_head, inv_freq })
+    }
+
+    /// Hidden states after the last decoder block, *before* the final norm: `[B, T, E]`.
+    ///
+    /// `ids: [B, T]` (u32), right-padded; `positions` gives the rotary position of each of the T
+    /// columns (0..T for ordinary sequences). Attention is causal; right padding needs no mask
+    /// because padded columns come after every real token of their row.
+    pub fn hidden_states(&self, ids: &Tensor, positions: &[u32], lora: Option<LoraRun<'_>>) -> Result<Tensor> {
+        let (_b, t) = ids.dims2()?;
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, positions, self.dtype, &self.device)?; // [T, d]
+        let mask = causal_mask(t, &self.device)?; // [T, T] f32
+        let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, t, self.config.hidden_size))?; // [B, T, E]
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &layer.input_norm, self.config.rms_norm_eps)?;
+            let attn = self.attention(i, layer, &h, &cos, &sin, &mask, lora)?;
+            x = (x + attn)?;
+            let h = rms_norm(&x, &layer.post_attention_norm, self.config.rms_norm_eps)?;
+            let mlp = self.mlp(i, layer, &h, lora)?;
+            x = (x + mlp)?;
+        }
+        Ok(x)
+    }
+
+    /// The final RMSNorm (applied by callers only to the rows they need).
+    pub fn final_norm(&self, h: &Tensor) -> Result<Tensor> {
+        rms_norm(h, &self.norm, self.config.rms_norm_eps)
+    }
+
+    fn attention(
+        &self,
+        i: usize,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let (h, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let g = h / hk;
+        let q = self.project(i, layer, Target::Q, x, lora)?; // [B, T, H·d]
+        let k = self.project(i, layer, Target::K, x, lora)?; // [B, T, Hk·d]
+        let v = self.project(i, layer, Target::V, x, lora)?; // [B, T, Hk·d]
+        let q = q.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()?; // [B, H, T, d]
+        let k = k.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
+        let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
+        let q = rope::apply(&q, cos, sin)?;
+        let k = rope::apply(&k, cos, sin)?;
+        // GQA without copying K/V: the G query heads that share a kv head are consecutive
+        // (transformers `repeat_kv`), so [B, H, T, d] → [B, Hk, G·T, d] is a free reshape.
+        let qg = q.reshape((b, hk, g * t, d))?; // [B, Hk, G·T, d]
+        let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // [B, Hk, G·T, T]
+        let scores = scores.reshape((b, h, t, t))?.to_dtype(DType::F32)?.broadcast_add(mask)?; // [B, H, T, T]
+        let probs = softmax_last_dim(&scores)?.to_dtype(self.dtype)?.reshape((b, hk, g * t, t))?;
+        let out = probs.matmul(&v)?; // [B, Hk, G·T, d]
+        let out = out.reshape((b, h, t, d))?.transpose(1, 2)?.reshape((b, t, h * d))?; // [B, T, H·d]
+        self.project(i, layer, Target::O, &out, lora)
+    }
+
+    fn mlp(&self, i: usize, layer: &Layer, x: &Tensor, lora: Option<LoraRun<'_>>) -> Result<Tensor> {
+        let gate = self.project(i, layer, Target::Gate, x, lora)?; // [B, T, I]
+        let up = self.project(i, layer, Target::Up, x, lora)?; // [B, T, I]
+        let act = gate.silu()?; // SwiGLU: down(silu(gate(x)) · up(x)); candle's silu has a backward
+        self.project(i, layer, Target::Down, &(act * up)?, lora)
+    }
+
+    /// Base projection plus the adapter's update, if any.
+    fn project(&self, i: usize, layer: &Layer, target: Target, x: &Tensor, lora: Option<LoraRun<'_>>) -> Result<Tensor> {
+        let lin = &layer.proj[target.index()];
+        let mut y = frozen_linear(x, &lin.weight)?;
+        if let Some(b) = &lin.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let Some(run) = lora {
+            if let Some(l) = run.adapter.get(i, target) {
+                let dropout = run.dropout_seed.map(|s| (s, run.adapter.config.dropout, (i * 7 + target.index()) as u64));
+                y = (y + lora_update(l, x, dropout)?.to_dtype(self.dtype)?)?;
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// `s · dropout(x)·Aᵀ·Bᵀ` in f32: `x: [..., in]` → `[..., out]`.
+fn lora_update(l: &LoraLayer, x: &Tensor, dropout: Option<(u64, f64, u64)>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let inp = *dims.last().expect("non-empty");
+    let m = x.elem_count() / inp;
+    let mut x = x.to_dtype(DType::F32)?.reshape((m, inp))?; // [M, in]
+    if let Some((seed, p, salt)) = dropout {
+        if p > 0.0 {
+            x = x.broadcast_mul(&dropout_mask(m, inp, p, seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15), x.device())?)?;
+        }
+    }
+    let y = x.matmul(&l.a.as_tensor().t()?)?.matmul(&l.b.as_tensor().t()?)?; // [M, out]
+    let mut out = dims;
+    *out.last_mut().expect("non-empty") = y.dim(1)?;
+    Ok((y * l.scale)?.reshape(out)?)
+}
+
+/// Inverted-dropout mask: 0 with probability p, 1/(1−p) otherwise.
+fn dropout_mask(m: usize, n: usize, p: f64, seed: u64, device: &Device) -> Result<Tensor> {
+    let mut rng = SplitMix64(seed);
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let v: Vec<f32> = (0..m * n).map(|_| if rng.next_f64() < p { 0.0 } else { keep }).collect();
+    Ok(Tensor::from_vec(v, (m, n), device)?)
+}
+
+/// `[T, T]` additive causal mask: 0 on and below the diagonal, −∞ above.
+fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Ok(Tensor::from_vec(v, (t, t), device)?)
+}
+

@@ -1,0 +1,28 @@
+//! `lambda-dpo-model`: a Hugging Face-exact Llama / Qwen2 decoder for *training*, in candle.
+//!
+//! What lives here: reading HF model folders ([`config`], [`weights`]), the differentiable
+//! decoder ([`decoder`]) with its training-safe ops ([`ops`], [`rope`]), LoRA adapters in PEFT
+//! format ([`lora`]), per-token log-probabilities ([`logprobs`]), the tokenizer and chat
+//! templates ([`tokenizer`], [`chat`]), and merging an adapter into a plain HF folder
+//! ([`export`]). What does not: losses (pure math crate), data formats, the training loop.
+
+pub mod chat;
+pub mod config;
+pub mod decoder;
+pub mod error;
+pub mod export;
+pub mod io;
+pub mod logprobs;
+pub mod lora;
+pub mod ops;
+pub mod rope;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat::{ChatTemplate, Message};
+pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use decoder::Model;
+pub use error::{ModelError, Result};
+pub use logprobs::{ScoreOptions, ScoreRequest, Scored};
+pub use lora::{Adapter, LoraConfig, LoraRun, Target};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,363 @@
+//! LoRA adapters: the trainable part of the model, in PEFT's format.
+//!
+//! ```text
+//! y = x·Wᵀ (+ b) + s · dropout(x)·Aᵀ·Bᵀ      A: [r, in], B: [out, r], s = α / r  (α/√r with rsLoRA)
+//! ```
+//!
+//! Base weights are plain tensors (frozen by construction); A and B are `Var`s, always f32 even
+//! when the base runs in bf16. B = 0 at init, so attaching a fresh adapter changes nothing.
+//! An adapter lives outside the model and is passed to each forward: passing none *is* the
+//! "disabled adapter" reference model, for free. Files are PEFT's: `adapter_config.json` +
+//! `adapter_model.safetensors` with keys `base_model.model.<hf module>.lora_{A,B}.weight`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::weights::WeightFiles;
+
+/// The seven linear projections of a decoder layer, in HF naming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Target {
+    pub const ALL: [Target; 7] = [Target::Q, Target::K, Target::V, Target::O, Target::Gate, Target::Up, Target::Down];
+
+    /// The module's short name (`q_proj`, …), as in PEFT's `target_modules`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q_proj",
+            Target::K => "k_proj",
+            Target::V => "v_proj",
+            Target::O => "o_proj",
+            Target::Gate => "gate_proj",
+            Target::Up => "up_proj",
+            Target::Down => "down_proj",
+        }
+    }
+
+    /// The HF module path inside layer `layer` (`model.layers.3.self_attn.q_proj`).
+    pub fn module_path(self, layer: usize) -> String {
+        let block = match self {
+            Target::Q | Target::K | Target::V | Target::O => "self_attn",
+            _ => "mlp",
+        };
+        format!("model.layers.{layer}.{block}.{}", self.name())
+    }
+
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// `(out_features, in_features)` of this projection.
+    pub fn shape(self, cfg: &ModelConfig) -> (usize, usize) {
+        let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+        match self {
+            Target::Q => (cfg.num_heads * d, h),
+            Target::K | Target::V => (cfg.num_kv_heads * d, h),
+            Target::O => (h, cfg.num_heads * d),
+            Target::Gate | Target::Up => (i, h),
+            Target::Down => (h, i),
+        }
+    }
+}
+
+/// Hyper-parameters of a LoRA adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank r.
+    pub r: usize,
+    /// α; the update is scaled by α/r (or α/√r with `use_rslora`).
+    pub alpha: f64,
+    /// Dropout probability on the adapter's input (training only).
+    pub dropout: f64,
+    /// Which projections get an adapter (default: all seven).
+    pub targets: Vec<Target>,
+    pub use_rslora: bool,
+}
+
+impl Default for LoraConfig {
+    /// The paper's recipe: r = 8 on all linear layers; α = 16 and dropout 0.05 as LLaMA-Factory.
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            targets: Target::ALL.to_vec(),
+            use_rslora: false,
+        }
+    }
+}
+
+impl LoraConfig {
+    pub fn scale_for_rank(&self, r: usize) -> f64 {
+        if self.use_rslora {
+            self.alpha / (r as f64).sqrt()
+        } else {
+            self.alpha / r as f64
+        }
+    }
+}
+
+/// One adapted projection: trainable A, B and the fixed scale.
+#[derive(Debug, Clone)]
+pub struct LoraLayer {
+    pub a: Var, // [r, in]
+    pub b: Var, // [out, r]
+    pub scale: f64,
+}
+
+/// A LoRA adapter for a whole model: `layers[i][target]`.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub config: LoraConfig,
+    pub layers: Vec<[Option<LoraLayer>; 7]>,
+}
+
+/// Per-forward adapter settings: which adapter, and whether dropout is active.
+#[derive(Debug, Clone, Copy)]
+pub struct LoraRun<'a> {
+    pub adapter: &'a Adapter,
+    /// `Some(seed)` in training: dropout masks are a pure function of (seed, layer, target),
+    /// so a step is reproducible without mutable RNG state. `None`: no dropout.
+    pub dropout_seed: Option<u64>,
+}
+
+impl Adapter {
+    /// A fresh adapter: A ~ kaiming-uniform(a = √5) as PEFT (bound 1/√in), B = 0.
+    pub fn new(model: &ModelConfig, config: LoraConfig, seed: u64, device: &Device) -> Result<Self> {
+        if config.r == 0 {
+            return Err(ModelError::Input("LoRA rank r must be ≥ 1".into()));
+        }
+        let mut rng = SplitMix64(seed);
+        let layers = (0..model.num_layers)
+            .map(|_| -> Result<[Option<LoraLayer>; 7]> {
+                let mut row: [Option<LoraLayer>; 7] = Default::default();
+                for t in &config.targets {
+                    let (out, inp) = t.shape(model);
+                    let bound = 1.0 / (inp as f64).sqrt();
+                    let a: Vec<f32> = (0..config.r * inp).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+                    let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, inp), device)?)?;
+                    let b = Var::zeros((out, config.r), DType::F32, device)?;
+                    row[t.index()] = Some(LoraLayer { a, b, scale: config.scale_for_rank(config.r) });
+                }
+                Ok(row)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { config, layers })
+    }
+
+    /// Every trainable variable, in a stable order (layer, target, A then B).
+    pub fn vars(&self) -> Vec<Var> {
+        self.named_vars().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// `(PEFT key, var)` pairs in a stable order.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        for (i, row) in self.layers.iter().enumerate() {
+            for t in Target::ALL {
+                if let Some(l) = &row[t.index()] {
+                    let p = format!("base_model.model.{}", t.module_path(i));
+                    out.push((format!("{p}.lora_A.weight"), l.a.clone()));
+                    out.push((format!("{p}.lora_B.weight"), l.b.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn get(&self, layer: usize, target: Target) -> Option<&LoraLayer> {
+        self.layers.get(layer).and_then(|r| r[target.index()].as_ref())
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> usize {
+        self.vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Loads a PEFT LoRA adapter folder for `model`.
+    pub fn load(dir: &Path, model: &ModelConfig, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("adapter_config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+        let peft: PeftConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: cfg_path.clone(), source })?;
+        let bad = |message: String| ModelError::Adapter { path: cfg_path.clone(), message };
+        if peft.peft_type.as_deref().is_some_and(|t| t != "LORA") {
+            return Err(bad(format!("peft_type is `{}`; only LORA adapters are supported", peft.peft_type.unwrap_or_default())));
+        }
+        if peft.use_dora == Some(true) {
+            return Err(bad("use_dora = true (DoRA) is not supported\nhint: train a plain LoRA adapter".into()));
+        }
+        if peft.fan_in_fan_out == Some(true) {
+            return Err(bad("fan_in_fan_out = true is for GPT-2 Conv1D layers; Llama/Qwen2 adapters never set it".into()));
+        }
+        if let Some(b) = peft.bias.as_deref() {
+            if b != "none" {
+                return Err(bad(format!("bias = `{b}` is not supported; expected `none`")));
+            }
+        }
+        if peft.modules_to_save.as_ref().is_some_and(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty())) {
+            return Err(bad("modules_to_save is set: the adapter carries full copies of some modules, which lambda-dpo does not load\nhint: merge it with PEFT's merge_and_unload() and load the merged folder as the model".into()));
+        }
+        let r = peft.r.ok_or_else(|| bad("field `r` is missing".into()))?;
+        let alpha = peft.lora_alpha.unwrap_or(8.0);
+        let weights_path = dir.join("adapter_model.safetensors");
+        if !weights_path.is_file() && dir.join("adapter_model.bin").is_file() {
+            return Err(ModelError::PickleOnly { dir: dir.to_path_buf(), found: "adapter_model.bin".into() });
+        }
+        let files = WeightFiles::open_files(dir, vec![weights_path.clone()])?;
+        // Normalise keys: some writers keep the adapter name (`lora_A.default.weight`).
+        let mut by_key: BTreeMap<String, String> = BTreeMap::new();
+        for name in files.names() {
+            by_key.insert(name.replace(".default.weight", ".weight"), name);
+        }
+        let mut config = LoraConfig { r, alpha, dropout: peft.lora_dropout.unwrap_or(0.0), targets: Vec::new(), use_rslora: peft.use_rslora.unwrap_or(false) };
+        let mut layers: Vec<[Option<LoraLayer>; 7]> = vec![Default::default(); model.num_layers];
+        let mut used = 0usize;
+        for (i, row) in layers.iter_mut().enumerate() {
+            for t in Target::ALL {
+                let p = format!("base_model.model.{}", t.module_path(i));
+                let (ka, kb) = (format!("{p}.lora_A.weight"), format!("{p}.lora_B.weight"));
+                let (Some(na), Some(nb)) = (by_key.get(&ka), by_key.get(&kb)) else {
+                    if by_key.contains_key(&ka) || by_key.contains_key(&kb) {
+                        return Err(ModelError::Adapter { path: weights_path.clone(), message: format!("`{p}` has only one of lora_A / lora_B") });
+                    }
+                    continue;
+                };
+                let (out, inp) = t.shape(model);
+                let a = files.load_any(na, DType::F32, device)?;
+                let b = files.load_any(nb, DType::F32, device)?;
+                let (ra, ia) = a.dims2()?;
+                let (ob, rb) = b.dims2()?;
+                if ia != inp || ob != out || ra != rb {
+                    return Err(ModelError::ShapeMismatch {
+                        path: weights_path.clone(),
+                        tensor: format!("{p}.lora_{{A,B}}.weight"),
+                        expected: vec![r, inp, out, r],
+                        found: vec![ra, ia, ob, rb],
+                        hint: "shapes are [A rows, A cols, B rows, B cols]; the adapter was trained for a different base model".into(),
+                    });
+                }
+                // PEFT's rank_pattern / alpha_pattern: per-module overrides keyed by a name suffix.
+                let module = t.module_path(i);
+                let alpha_i = pattern_value(&peft.alpha_pattern, &module).unwrap_or(alpha);
+                let scale = if config.use_rslora { alpha_i / (ra as f64).sqrt() } else { alpha_i / ra as f64 };
+                if !config.targets.contains(&t) {
+                    config.targets.push(t);
+                }
+                row[t.index()] = Some(LoraLayer { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)?, scale });
+                used += 2;
+            }
+        }
+        let lora_keys = by_key.keys().filter(|k| k.contains(".lora_")).count();
+        if used == 0 {
+            return Err(ModelError::Adapter { path: weights_path, message: "no LoRA tensor matches this model's projections (expected keys like `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`)".into() });
+        }
+        if used != lora_keys {
+            let unused: Vec<&String> = by_key.keys().filter(|k| k.contains(".lora_")).filter(|k| !is_known_key(k, model)).take(3).collect();
+            return Err(ModelError::Adapter { path: weights_path, message: format!("{} LoRA tensors do not belong to any projection of this model, e.g. {unused:?}", lora_keys - used) });
+        }
+        config.targets.sort();
+        Ok(Self { config, layers })
+    }
+
+    /// Writes `adapter_config.json` and `adapter_model.safetensors` (PEFT layout), atomically.
+    pub fn save(&self, dir: &Path, base_model_name: &str) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let targets: Vec<&str> = self.config.targets.iter().map(|t| t.name()).collect();
+        let cfg = serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model_name,
+            "r": self.config.r,
+            "lora_alpha": self.config.alpha,
+            "lora_dropout": self.config.dropout,
+            "target_modules": targets,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "use_rslora": self.config.use_rslora,
+            "use_dora": false,
+            "modules_to_save": null,
+            "layers_to_transform": null,
+            "layers_pattern": null,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+            "revision": null,
+        });
+        let tensors: Vec<(String, Tensor)> = self.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        crate::io::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors, None)?;
+        crate::io::write_atomic(&dir.join("adapter_config.json"), serde_json::to_string_pretty(&cfg).expect("json").as_bytes())
+    }
+
+    /// `s·B·A` for one projection, `[out, in]` in f32 (used by merge/export).
+    pub fn delta(&self, layer: usize, target: Target) -> Result<Option<Tensor>> {
+        let Some(l) = self.get(layer, target) else { return Ok(None) };
+        Ok(Some((l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?))
+    }
+}
+
+fn is_known_key(key: &str, model: &ModelConfig) -> bool {
+    (0..model.num_layers).any(|i| Target::ALL.iter().any(|t| key.starts_with(&format!("base_model.model.{}.", t.module_path(i)))))
+}
+
+/// PEFT matches `rank_pattern`/`alpha_pattern` keys as a suffix of the module name.
+fn pattern_value(pattern: &Option<BTreeMap<String, f64>>, module: &str) -> Option<f64> {
+    let p = pattern.as_ref()?;
+    p.iter().filter(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}"))).max_by_key(|(k, _)| k.len()).map(|(_, v)| *v)
+}
+
+/// `adapter_config.json` as PEFT writes it (fields we read).
+#[derive(Debug, Deserialize, Serialize)]
+struct PeftConfig {
+    peft_type: Option<String>,
+    r: Option<usize>,
+    lora_alpha: Option<f64>,
+    lora_dropout: Option<f64>,
+    #[serde(default)]
+    target_modules: Option<Value>,
+    bias: Option<String>,
+    fan_in_fan_out: Option<bool>,
+    use_rslora: Option<bool>,
+    use_dora: Option<bool>,
+    modules_to_save: Option<Value>,
+    #[serde(default)]
+    alpha_pattern: Option<BTreeMap<String, f64>>,
+}
+
+/// SplitMix64: tiny, fast, fully determined by one u64 (used for init and dropout masks).
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}

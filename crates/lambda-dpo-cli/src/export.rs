@@ -20,9 +20,12 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let config = ModelConfig::from_dir(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
-    let adapter = Adapter::load(&args.adapter, &config, &Device::Cpu).with_context(|| format!("loading adapter {}", args.adapter.display()))?;
-    let summary = merge_and_save(&args.model, &adapter, &args.out).with_context(|| format!("exporting to {}", args.out.display()))?;
+    let config = ModelConfig::from_dir(&args.model)
+        .with_context(|| format!("reading model {}", args.model.display()))?;
+    let adapter = Adapter::load(&args.adapter, &config, &Device::Cpu)
+        .with_context(|| format!("loading adapter {}", args.adapter.display()))?;
+    let summary = merge_and_save(&args.model, &adapter, &args.out)
+        .with_context(|| format!("exporting to {}", args.out.display()))?;
     eprintln!(
         "merged {} projections; wrote {} tensors and {} other files to {}",
         summary.merged,

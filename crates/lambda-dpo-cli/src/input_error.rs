@@ -15,8 +15,19 @@ pub struct InputError {
 }
 
 impl InputError {
-    pub fn new(file: impl Into<PathBuf>, line: Option<usize>, field: Option<&str>, message: impl Into<String>) -> Self {
-        Self { file: file.into(), line, field: field.map(str::to_string), message: message.into(), hint: None }
+    pub fn new(
+        file: impl Into<PathBuf>,
+        line: Option<usize>,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            line,
+            field: field.map(str::to_string),
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

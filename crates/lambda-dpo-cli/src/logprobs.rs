@@ -50,9 +50,13 @@ struct Item {
 pub fn run(args: &LogprobsArgs) -> Result<()> {
     let dtype = parse_dtype(&args.dtype)?;
     let device = device()?;
-    let model = Model::load(&args.model, dtype, &device).with_context(|| format!("loading model {}", args.model.display()))?;
+    let model = Model::load(&args.model, dtype, &device)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
     let adapter = match &args.adapter {
-        Some(dir) => Some(Adapter::load(dir, &model.config, &device).with_context(|| format!("loading adapter {}", dir.display()))?),
+        Some(dir) => Some(
+            Adapter::load(dir, &model.config, &device)
+                .with_context(|| format!("loading adapter {}", dir.display()))?,
+        ),
         None => None,
     };
     let items = read_items(&args.input, &args.model, model.config.vocab_size)?;
@@ -75,9 +79,18 @@ pub fn run(args: &LogprobsArgs) -> Result<()> {
     let total: u64 = items.iter().map(|i| i.ids.len() as u64).sum();
     let bar = tokens_bar(total, "logprobs");
     let mut results: Vec<Option<Vec<f32>>> = vec![None; items.len()];
-    let lora = adapter.as_ref().map(|a| LoraRun { adapter: a, dropout_seed: None });
+    let lora = adapter.as_ref().map(|a| LoraRun {
+        adapter: a,
+        dropout_seed: None,
+    });
     for chunk in order.chunks(args.batch_size) {
-        let requests: Vec<ScoreRequest<'_>> = chunk.iter().map(|&i| ScoreRequest { ids: &items[i].ids, start: items[i].start }).collect();
+        let requests: Vec<ScoreRequest<'_>> = chunk
+            .iter()
+            .map(|&i| ScoreRequest {
+                ids: &items[i].ids,
+                start: items[i].start,
+            })
+            .collect();
         let scored = model.score(&requests, lora, ScoreOptions::default())?;
         let flat: Vec<f32> = scored.token_logprobs.to_vec1()?;
         for (k, &i) in chunk.iter().enumerate() {
@@ -102,7 +115,8 @@ pub fn run(args: &LogprobsArgs) -> Result<()> {
         out.push(b'\n');
     }
     match &args.output {
-        Some(path) => lambda_dpo_model::io::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => lambda_dpo_model::io::write_atomic(path, &out)
+            .with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout().lock().write_all(&out)?,
     }
     Ok(())
@@ -110,7 +124,8 @@ pub fn run(args: &LogprobsArgs) -> Result<()> {
 
 /// Reads and validates every line before any compute, so a bad line fails fast.
 fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?;
     let mut tokenizer: Option<Tokenizer> = None;
     let mut items = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
@@ -119,11 +134,20 @@ fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> 
         if line.trim().is_empty() {
             continue;
         }
-        let err = |field: Option<&str>, msg: String| InputError::new(path, Some(lineno), field, msg);
-        let v: Value = serde_json::from_str(&line).map_err(|e| err(None, format!("invalid JSON: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| err(None, format!("expected a JSON object, found {}", kind(&v))))?;
+        let err =
+            |field: Option<&str>, msg: String| InputError::new(path, Some(lineno), field, msg);
+        let v: Value =
+            serde_json::from_str(&line).map_err(|e| err(None, format!("invalid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| err(None, format!("expected a JSON object, found {}", kind(&v))))?;
         if let Some(ids) = obj.get("input_ids") {
-            let ids = ids.as_array().ok_or_else(|| err(Some("input_ids"), format!("expected an array of token ids, found {}", kind(ids))))?;
+            let ids = ids.as_array().ok_or_else(|| {
+                err(
+                    Some("input_ids"),
+                    format!("expected an array of token ids, found {}", kind(ids)),
+                )
+            })?;
             let ids: Vec<u32> = ids
                 .iter()
                 .enumerate()
@@ -131,15 +155,24 @@ fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> 
                     x.as_u64()
                         .filter(|&t| (t as usize) < vocab)
                         .map(|t| t as u32)
-                        .ok_or_else(|| err(Some(&format!("input_ids[{j}]")), format!("expected a token id in 0..{vocab}, found {x}")))
+                        .ok_or_else(|| {
+                            err(
+                                Some(&format!("input_ids[{j}]")),
+                                format!("expected a token id in 0..{vocab}, found {x}"),
+                            )
+                        })
                 })
                 .collect::<Result<_, _>>()?;
-            let start = obj
-                .get("completion_start")
-                .ok_or_else(|| err(Some("completion_start"), "missing".into()).hint("give the index of the first scored token, e.g. the prompt length"))?;
-            let start = start
-                .as_u64()
-                .ok_or_else(|| err(Some("completion_start"), format!("expected a non-negative integer, found {start}")))? as usize;
+            let start = obj.get("completion_start").ok_or_else(|| {
+                err(Some("completion_start"), "missing".into())
+                    .hint("give the index of the first scored token, e.g. the prompt length")
+            })?;
+            let start = start.as_u64().ok_or_else(|| {
+                err(
+                    Some("completion_start"),
+                    format!("expected a non-negative integer, found {start}"),
+                )
+            })? as usize;
             if start == 0 || start >= ids.len() {
                 return Err(err(Some("completion_start"), format!("{start} is outside 1..{} (input_ids has {} tokens)", ids.len(), ids.len()))
                     .hint("the first token has no context, so scoring starts at 1 or later, and at least one token must be scored")
@@ -158,28 +191,55 @@ fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> 
             }
         };
         if tokenizer.is_none() {
-            tokenizer = Some(Tokenizer::from_dir(model_dir).with_context(|| format!("{}:{lineno} needs the model's tokenizer", path.display()))?);
+            tokenizer = Some(Tokenizer::from_dir(model_dir).with_context(|| {
+                format!("{}:{lineno} needs the model's tokenizer", path.display())
+            })?);
         }
         let tok = tokenizer.as_ref().expect("just loaded");
         let prompt_ids = match (obj.get("prompt"), obj.get("messages")) {
-            (Some(_), Some(_)) => return Err(err(Some("prompt"), "both `prompt` and `messages` given; expected one".into()).into()),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    Some("prompt"),
+                    "both `prompt` and `messages` given; expected one".into(),
+                )
+                .into())
+            }
             (Some(Value::String(p)), None) => tok.encode(p, true)?,
-            (Some(other), None) => return Err(err(Some("prompt"), format!("expected a string, found {}", kind(other))).into()),
+            (Some(other), None) => {
+                return Err(err(
+                    Some("prompt"),
+                    format!("expected a string, found {}", kind(other)),
+                )
+                .into())
+            }
             (None, Some(m)) => {
                 let messages: Vec<Message> = serde_json::from_value(m.clone()).map_err(|e| {
-                    err(Some("messages"), format!("expected a list of {{\"role\", \"content\"}} objects: {e}"))
+                    err(
+                        Some("messages"),
+                        format!("expected a list of {{\"role\", \"content\"}} objects: {e}"),
+                    )
                 })?;
                 tok.encode_chat(&messages, true, &Default::default())
                     .map_err(|e| err(Some("messages"), e.to_string()))?
             }
-            (None, None) => return Err(err(Some("prompt"), "missing (and no `messages`)".into()).into()),
+            (None, None) => {
+                return Err(err(Some("prompt"), "missing (and no `messages`)".into()).into())
+            }
         };
         let completion_ids = tok.encode(&completion, false)?;
         if completion_ids.is_empty() {
-            return Err(err(Some("completion"), "tokenizes to zero tokens; nothing to score".into()).into());
+            return Err(err(
+                Some("completion"),
+                "tokenizes to zero tokens; nothing to score".into(),
+            )
+            .into());
         }
         if prompt_ids.is_empty() {
-            return Err(err(Some("prompt"), "tokenizes to zero tokens; the first completion token would have no context".into()).into());
+            return Err(err(
+                Some("prompt"),
+                "tokenizes to zero tokens; the first completion token would have no context".into(),
+            )
+            .into());
         }
         let start = prompt_ids.len();
         let mut ids = prompt_ids;

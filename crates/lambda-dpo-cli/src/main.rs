@@ -7,6 +7,7 @@ mod input_error;
 mod logprobs;
 mod progress;
 mod runtime;
+mod schedule;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Logprobs(logprobs::LogprobsArgs),
     /// Merge a LoRA adapter into its base model and write a plain Hugging Face folder.
     Export(export::ExportArgs),
+    /// Fit the performance-driven λ scheduler (paper App. D) and score candidate λs.
+    Schedule(schedule::ScheduleArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Logprobs(args) => logprobs::run(args),
         Command::Export(args) => export::run(args),
+        Command::Schedule(args) => schedule::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,7 +47,10 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            if err.chain().any(|c| c.downcast_ref::<InputError>().is_some()) {
+            if err
+                .chain()
+                .any(|c| c.downcast_ref::<InputError>().is_some())
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

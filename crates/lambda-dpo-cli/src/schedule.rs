@@ -1,0 +1,262 @@
+//! `lambda-dpo schedule`: the performance-driven λ scheduler of the paper's App. D as a command.
+//!
+//! Reads observed downstream scores at a few λ (`--points`, JSONL lines `{"lambda": [..],
+//! "score": y}`), fits a degree-p polynomial by exact (minimum-norm) least squares, scores the
+//! candidate λ (`--candidates` file of `{"lambda": [..]}` lines, `--dirichlet K` draws, or every
+//! `--grid STEP` point of the simplex) and prints one JSON object on stdout:
+//!
+//! ```text
+//! {"degree", "num_features", "feature_names", "rank", "ridge", "tau", "coefficients": [..],
+//!  "fit": [{"lambda", "observed", "predicted"}], "candidates": [{"lambda", "score", "prob"}]}
+//! ```
+//! with `prob = softmax(τ · score)` over the candidates. The math lives in
+//! `lambda_dpo_math::scheduler`; this file only parses, validates (file:line errors) and prints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lambda_dpo_math::scheduler::{feature_names, num_features, CandidateSource, Schedule};
+use serde_json::{json, Value};
+
+use crate::input_error::InputError;
+
+/// Fit observed scores over λ and turn candidate λ into sampling probabilities (paper App. D).
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("candidate_source").required(true).args(["candidates", "dirichlet", "grid"])))]
+pub struct ScheduleArgs {
+    /// JSONL of observed points, one `{"lambda": [λ_1, …, λ_d], "score": y}` per line.
+    #[arg(long, value_name = "POINTS.jsonl")]
+    pub points: PathBuf,
+    /// Polynomial degree p (features: all C(d+p, p) monomials of degree ≤ p).
+    #[arg(long, default_value_t = 2)]
+    pub degree: usize,
+    /// Ridge strength added to the least squares (0 = exact minimum-norm fit).
+    #[arg(long, default_value_t = 0.0)]
+    pub ridge: f64,
+    /// Softmax temperature τ of the sampling probabilities softmax(τ·f) (the paper uses 100).
+    #[arg(long)]
+    pub tau: f64,
+    /// JSONL of candidate λ, one `{"lambda": [..]}` per line.
+    #[arg(long, value_name = "CANDIDATES.jsonl")]
+    pub candidates: Option<PathBuf>,
+    /// Draw this many candidates from a symmetric Dirichlet(α).
+    #[arg(long, value_name = "K")]
+    pub dirichlet: Option<usize>,
+    /// Dirichlet concentration α (1 = uniform on the simplex).
+    #[arg(long, default_value_t = 1.0, requires = "dirichlet")]
+    pub alpha: f64,
+    /// Use every simplex point whose coordinates are multiples of STEP (1/STEP an integer).
+    #[arg(long, value_name = "STEP")]
+    pub grid: Option<f64>,
+    /// Seed of the Dirichlet draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// One parsed line of a points or candidates file.
+struct Line {
+    lambda: Vec<f64>,
+    score: Option<f64>,
+}
+
+pub fn run(args: &ScheduleArgs) -> Result<()> {
+    // Read and validate both files completely before any math, so a bad line fails with its
+    // location and nothing is printed on stdout.
+    let points = read_lambda_file(&args.points, true, None)?;
+    let dim = points[0].lambda.len();
+    let source = match (&args.candidates, args.dirichlet, args.grid) {
+        // Candidates from a file must have the points' dimension; the error names both files.
+        (Some(path), _, _) => {
+            let lines = read_lambda_file(path, false, Some((dim, &args.points)))?;
+            CandidateSource::Given {
+                candidates: lines.into_iter().map(|l| l.lambda).collect(),
+            }
+        }
+        (None, Some(count), _) => CandidateSource::Dirichlet {
+            count,
+            alpha: args.alpha,
+            seed: args.seed,
+        },
+        (None, None, Some(step)) => CandidateSource::Grid { step },
+        (None, None, None) => unreachable!("clap requires one candidate source"),
+    };
+
+    // Hyper-parameter errors (τ < 0, a grid step that does not divide 1, …) come back from the
+    // math crate as typed errors whose messages already say what is expected.
+    let lambdas: Vec<Vec<f64>> = points.iter().map(|p| p.lambda.clone()).collect();
+    let scores: Vec<f64> = points.iter().map(|p| p.score.unwrap_or_default()).collect();
+    let schedule = Schedule::build(
+        &lambdas,
+        &scores,
+        args.degree,
+        args.ridge,
+        &source,
+        args.tau,
+    )
+    .context("fitting the schedule")?;
+
+    // Report the fit at the training points next to the observations: with exact least squares
+    // they agree to rounding whenever the points are independent (the paper's fit did not).
+    let fit: Vec<Value> = points
+        .iter()
+        .map(|p| -> Result<Value> {
+            Ok(json!({
+                "lambda": p.lambda,
+                "observed": p.score,
+                "predicted": schedule.fit.predict(&p.lambda)?,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    let candidates: Vec<Value> = schedule
+        .candidates
+        .iter()
+        .zip(&schedule.scores)
+        .zip(&schedule.probs)
+        .map(|((l, s), p)| json!({"lambda": l, "score": s, "prob": p}))
+        .collect();
+    // One JSON object on stdout (logs and warnings go to stderr), so the output can be piped.
+    let out = json!({
+        "degree": args.degree,
+        "num_features": num_features(dim, args.degree),
+        "feature_names": feature_names(dim, args.degree),
+        "rank": schedule.fit.rank,
+        "ridge": args.ridge,
+        "tau": args.tau,
+        "coefficients": schedule.fit.coefficients,
+        "fit": fit,
+        "candidates": candidates,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// Read a JSONL file of `{"lambda": [..]}` lines (with a finite `"score"` when `with_score`).
+/// Every λ must have the dimension of the first line (or of `expect = (d, other file)`).
+/// λ off the simplex is allowed — the fit does not need it — but reported on stderr.
+fn read_lambda_file(
+    path: &Path,
+    with_score: bool,
+    expect: Option<(usize, &Path)>,
+) -> Result<Vec<Line>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let example = if with_score {
+        r#"{"lambda": [0.25, 0.25, 0.25, 0.25], "score": 0.47}"#
+    } else {
+        r#"{"lambda": [0.25, 0.25, 0.25, 0.25]}"#
+    };
+    let mut lines: Vec<Line> = Vec::new();
+    let mut dim = expect.map(|(d, _)| d);
+    for (n, raw) in text.lines().enumerate() {
+        let lineno = n + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let err =
+            |field: Option<&str>, msg: String| InputError::new(path, Some(lineno), field, msg);
+        let v: Value = serde_json::from_str(raw).map_err(|e| {
+            err(None, format!("invalid JSON: {e}"))
+                .hint(format!("each line is one object, e.g. {example}"))
+        })?;
+        let obj = v.as_object().ok_or_else(|| {
+            err(None, format!("expected a JSON object, found {}", kind(&v)))
+                .hint(format!("each line is one object, e.g. {example}"))
+        })?;
+
+        let lambda_v = obj.get("lambda").ok_or_else(|| {
+            err(Some("lambda"), "missing".into())
+                .hint(format!("each line is one object, e.g. {example}"))
+        })?;
+        let arr = lambda_v.as_array().ok_or_else(|| {
+            err(
+                Some("lambda"),
+                format!("expected an array of numbers, found {}", kind(lambda_v)),
+            )
+        })?;
+        if arr.is_empty() {
+            return Err(err(
+                Some("lambda"),
+                "is empty; expected one weight per preference dimension".into(),
+            )
+            .into());
+        }
+        let lambda: Vec<f64> = arr
+            .iter()
+            .enumerate()
+            .map(|(j, x)| {
+                x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+                    err(
+                        Some(&format!("lambda[{j}]")),
+                        format!("expected a finite number, found {x}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        match dim {
+            Some(d) if d != lambda.len() => {
+                let origin = match expect {
+                    Some((_, other)) => format!("the points in {}", other.display()),
+                    None => "the first line".to_string(),
+                };
+                return Err(err(
+                    Some("lambda"),
+                    format!("has {} weights, expected {d} like {origin}", lambda.len()),
+                )
+                .hint("every λ needs one weight per preference dimension, in the same order")
+                .into());
+            }
+            Some(_) => {}
+            None => dim = Some(lambda.len()),
+        }
+        // Rounded published tables (the authors' rows sum to 0.999–1.001) are legitimate input:
+        // warn, do not refuse, and do not renormalise, so the fit sees the numbers as written.
+        let sum: f64 = lambda.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 || lambda.iter().any(|&l| l < 0.0) {
+            eprintln!("warning: {}:{lineno}: λ {lambda:?} is not on the simplex (sum {sum}); used as given", path.display());
+        }
+
+        let score = if with_score {
+            let s = obj.get("score").ok_or_else(|| {
+                err(Some("score"), "missing".into())
+                    .hint(format!("each line is one object, e.g. {example}"))
+            })?;
+            Some(s.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+                err(
+                    Some("score"),
+                    format!("expected a finite number, found {}", kind(s)),
+                )
+            })?)
+        } else {
+            None
+        };
+        lines.push(Line { lambda, score });
+    }
+    if lines.is_empty() {
+        let what = if with_score {
+            "observed points"
+        } else {
+            "candidates"
+        };
+        return Err(InputError::new(
+            path,
+            None,
+            None,
+            format!("no {what}: the file has no non-empty lines"),
+        )
+        .hint(format!("each line is one object, e.g. {example}"))
+        .into());
+    }
+    Ok(lines)
+}
+
+/// JSON type name for error messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -29,7 +29,11 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.into(), content: serde_json::Value::String(content.into()), extra: Default::default() }
+        Self {
+            role: role.into(),
+            content: serde_json::Value::String(content.into()),
+            extra: Default::default(),
+        }
     }
 }
 
@@ -57,17 +61,33 @@ impl ChatTemplate {
             .map_err(template_err)?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, Error> { Err(Error::new(ErrorKind::InvalidOperation, msg)) });
-        env.add_function("strftime_now", |fmt: String| -> String { strftime_now(&fmt) });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_function("strftime_now", |fmt: String| -> String {
+            strftime_now(&fmt)
+        });
         env.add_filter("tojson", tojson);
-        env.add_template_owned("chat", source.to_string()).map_err(template_err)?;
+        env.add_template_owned("chat", source.to_string())
+            .map_err(template_err)?;
         Ok(Self { env, special })
     }
 
     /// Renders a conversation.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, extra: &serde_json::Map<String, serde_json::Value>) -> Result<String> {
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
         let mut ctx = serde_json::Map::new();
-        ctx.insert("messages".into(), serde_json::to_value(messages).expect("messages serialise"));
+        ctx.insert(
+            "messages".into(),
+            serde_json::to_value(messages).expect("messages serialise"),
+        );
         ctx.insert("add_generation_prompt".into(), add_generation_prompt.into());
         ctx.insert("tools".into(), serde_json::Value::Null);
         ctx.insert("documents".into(), serde_json::Value::Null);
@@ -103,13 +123,20 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
-    let json = serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let mut out = String::new();
     py_dumps(&json, indent, sort_keys.unwrap_or(false), 0, &mut out);
     Ok(Value::from_safe_string(out))
 }
 
-fn py_dumps(v: &serde_json::Value, indent: Option<usize>, sort: bool, depth: usize, out: &mut String) {
+fn py_dumps(
+    v: &serde_json::Value,
+    indent: Option<usize>,
+    sort: bool,
+    depth: usize,
+    out: &mut String,
+) {
     use serde_json::Value as J;
     let item_sep = if indent.is_some() { "," } else { ", " };
     let newline = |out: &mut String, depth: usize| {
@@ -176,12 +203,20 @@ fn py_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     let s = format!("{f:?}");
     // Rust's Debug gives "1e20"; Python gives "1e+20".
     if let Some((m, e)) = s.split_once('e') {
-        let e = if e.starts_with('-') { e.to_string() } else { format!("+{e}") };
+        let e = if e.starts_with('-') {
+            e.to_string()
+        } else {
+            format!("+{e}")
+        };
         return format!("{m}e{e}");
     }
     s
@@ -210,13 +245,37 @@ fn py_string(s: &str, out: &mut String) {
 /// `strftime_now(fmt)` of transformers: the current local date/time formatted. We use UTC and
 /// support the directives chat templates use (%d %m %Y %y %b %B %a %A %H %M %S %j %%).
 fn strftime_now(fmt: &str) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     strftime(fmt, secs)
 }
 
 pub(crate) fn strftime(fmt: &str, unix_secs: i64) -> String {
-    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    const DAYS: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
     let days = unix_secs.div_euclid(86_400);
     let rem = unix_secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -242,20 +301,39 @@ pub(crate) fn strftime(fmt: &str, unix_secs: i64) -> String {
             continue;
         }
         match chars.next() {
-            Some('d') => { let _ = write!(out, "{d:02}"); }
-            Some('m') => { let _ = write!(out, "{m:02}"); }
-            Some('Y') => { let _ = write!(out, "{y}"); }
-            Some('y') => { let _ = write!(out, "{:02}", y % 100); }
+            Some('d') => {
+                let _ = write!(out, "{d:02}");
+            }
+            Some('m') => {
+                let _ = write!(out, "{m:02}");
+            }
+            Some('Y') => {
+                let _ = write!(out, "{y}");
+            }
+            Some('y') => {
+                let _ = write!(out, "{:02}", y % 100);
+            }
             Some('b') => out.push_str(&month[..3]),
             Some('B') => out.push_str(month),
             Some('a') => out.push_str(&weekday[..3]),
             Some('A') => out.push_str(weekday),
-            Some('H') => { let _ = write!(out, "{:02}", rem / 3600); }
-            Some('M') => { let _ = write!(out, "{:02}", rem % 3600 / 60); }
-            Some('S') => { let _ = write!(out, "{:02}", rem % 60); }
-            Some('j') => { let _ = write!(out, "{yday:03}"); }
+            Some('H') => {
+                let _ = write!(out, "{:02}", rem / 3600);
+            }
+            Some('M') => {
+                let _ = write!(out, "{:02}", rem % 3600 / 60);
+            }
+            Some('S') => {
+                let _ = write!(out, "{:02}", rem % 60);
+            }
+            Some('j') => {
+                let _ = write!(out, "{yday:03}");
+            }
             Some('%') => out.push('%'),
-            Some(other) => { out.push('%'); out.push(other); }
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
             None => out.push('%'),
         }
     }
@@ -270,13 +348,20 @@ mod tests {
     fn strftime_matches_python_for_known_dates() {
         // python: datetime.utcfromtimestamp(1721952000).strftime("%d %b %Y") == "26 Jul 2024"
         assert_eq!(strftime("%d %b %Y", 1_721_952_000), "26 Jul 2024");
-        assert_eq!(strftime("%A %j %H:%M:%S", 1_721_952_000 + 3_723), "Friday 208 01:02:03");
+        assert_eq!(
+            strftime("%A %j %H:%M:%S", 1_721_952_000 + 3_723),
+            "Friday 208 01:02:03"
+        );
         assert_eq!(strftime("%Y-%m-%d", 951_782_400), "2000-02-29");
     }
 
     #[test]
     fn tojson_is_python_json_dumps() {
-        let tpl = ChatTemplate::new("{{ messages[0] | tojson }}|{{ messages[0].content | tojson(indent=2) }}", vec![]).unwrap();
+        let tpl = ChatTemplate::new(
+            "{{ messages[0] | tojson }}|{{ messages[0].content | tojson(indent=2) }}",
+            vec![],
+        )
+        .unwrap();
         let mut m = Message::new("user", "");
         m.content = serde_json::json!({"b": [1, 2.5, "é<&>\n"], "a": null});
         let s = tpl.render(&[m], false, &Default::default()).unwrap();
@@ -288,8 +373,15 @@ mod tests {
 
     #[test]
     fn raise_exception_surfaces_the_message() {
-        let tpl = ChatTemplate::new("{{ raise_exception('Conversation roles must alternate') }}", vec![]).unwrap();
-        let err = tpl.render(&[], false, &Default::default()).unwrap_err().to_string();
+        let tpl = ChatTemplate::new(
+            "{{ raise_exception('Conversation roles must alternate') }}",
+            vec![],
+        )
+        .unwrap();
+        let err = tpl
+            .render(&[], false, &Default::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Conversation roles must alternate"), "{err}");
     }
 }

@@ -166,8 +166,9 @@ impl HfConfig {
             }
         };
         let need = |v: Option<usize>, field: &str| {
-            v.filter(|&x| x > 0)
-                .ok_or_else(|| cfg_err(field, "missing or zero; expected a positive integer".into()))
+            v.filter(|&x| x > 0).ok_or_else(|| {
+                cfg_err(field, "missing or zero; expected a positive integer".into())
+            })
         };
         let hidden_size = need(self.hidden_size, "hidden_size")?;
         let num_heads = need(self.num_attention_heads, "num_attention_heads")?;
@@ -191,11 +192,17 @@ impl HfConfig {
             }
         };
         if head_dim % 2 != 0 {
-            return Err(cfg_err("head_dim", format!("{head_dim} is odd; rotary embeddings need an even head_dim")));
+            return Err(cfg_err(
+                "head_dim",
+                format!("{head_dim} is odd; rotary embeddings need an even head_dim"),
+            ));
         }
         if let Some(act) = &self.hidden_act {
             if act != "silu" {
-                return Err(cfg_err("hidden_act", format!("`{act}` is not supported; expected `silu`")));
+                return Err(cfg_err(
+                    "hidden_act",
+                    format!("`{act}` is not supported; expected `silu`"),
+                ));
             }
         }
         if self.use_sliding_window == Some(true) {
@@ -244,7 +251,11 @@ impl HfConfig {
 fn token_ids(v: &Option<Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -261,10 +272,23 @@ fn parse_rope(raw: &HfConfig, path: &Path) -> Result<(f64, RopeScaling)> {
         (Some(Value::Object(p)), _) => ("rope_parameters", Some(p.clone())),
         (Some(Value::Null) | None, Some(Value::Object(p))) => ("rope_scaling", Some(p.clone())),
         (Some(Value::Null) | None, Some(Value::Null) | None) => ("rope_scaling", None),
-        (Some(other), _) => return Err(err("rope_parameters", format!("expected an object, found {other}"))),
-        (_, Some(other)) => return Err(err("rope_scaling", format!("expected an object or null, found {other}"))),
+        (Some(other), _) => {
+            return Err(err(
+                "rope_parameters",
+                format!("expected an object, found {other}"),
+            ))
+        }
+        (_, Some(other)) => {
+            return Err(err(
+                "rope_scaling",
+                format!("expected an object or null, found {other}"),
+            ))
+        }
     };
-    let theta_in_params = params.as_ref().and_then(|p| p.get("rope_theta")).and_then(Value::as_f64);
+    let theta_in_params = params
+        .as_ref()
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(Value::as_f64);
     let rope_theta = theta_in_params.or(raw.rope_theta).unwrap_or(10_000.0);
     let Some(p) = params else {
         return Ok((rope_theta, RopeScaling::Default));
@@ -276,13 +300,18 @@ fn parse_rope(raw: &HfConfig, path: &Path) -> Result<(f64, RopeScaling)> {
         .and_then(Value::as_str)
         .unwrap_or("default");
     let num = |key: &str| -> Result<f64> {
-        p.get(key)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| err(&format!("{field}.{key}"), format!("missing; required for rope_type `{kind}`")))
+        p.get(key).and_then(Value::as_f64).ok_or_else(|| {
+            err(
+                &format!("{field}.{key}"),
+                format!("missing; required for rope_type `{kind}`"),
+            )
+        })
     };
     let scaling = match kind {
         "default" => RopeScaling::Default,
-        "linear" => RopeScaling::Linear { factor: num("factor")? },
+        "linear" => RopeScaling::Linear {
+            factor: num("factor")?,
+        },
         "llama3" => RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,

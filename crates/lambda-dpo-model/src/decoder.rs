@@ -19,7 +19,7 @@ use crate::weights::WeightFiles;
 /// A frozen projection `x·Wᵀ + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight: Tensor, // [out, in]
+    pub weight: Tensor,       // [out, in]
     pub bias: Option<Tensor>, // [out]
 }
 
@@ -30,6 +30,13 @@ pub struct Layer {
     pub post_attention_norm: Tensor,
     /// Indexed by [`Target::index`].
     pub proj: [Linear; 7],
+}
+
+/// What every layer's attention shares in one forward: rotary tables and the additive mask.
+struct Positional {
+    cos: Tensor,  // [T, d]
+    sin: Tensor,  // [T, d]
+    mask: Tensor, // [T, T] f32, 0 or −∞
 }
 
 /// A loaded base model. Cloning is cheap (tensors are reference-counted).
@@ -54,7 +61,12 @@ impl Model {
     }
 
     /// Builds the model from already opened weight files.
-    pub fn from_weights(config: ModelConfig, files: &WeightFiles, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn from_weights(
+        config: ModelConfig,
+        files: &WeightFiles,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let c = &config;
         let (v, e) = (c.vocab_size, c.hidden_size);
         let load = |name: &str, shape: &[usize]| files.load(name, shape, dtype, device);
@@ -71,7 +83,11 @@ impl Model {
                     Target::O => c.o_bias,
                     Target::Gate | Target::Up | Target::Down => c.mlp_bias,
                 };
-                let bias = if has_bias { Some(load(&format!("{path}.bias"), &[out])?) } else { None };
+                let bias = if has_bias {
+                    Some(load(&format!("{path}.bias"), &[out])?)
+                } else {
+                    None
+                };
                 Ok(Linear { weight, bias })
             });
             let [q, k, vv, o, g, u, d] = proj;
@@ -88,7 +104,16 @@ impl Model {
             load("lm_head.weight", &[v, e])?
         };
         let inv_freq = rope::inv_freq(c);
-        Ok(Self { config, dtype, device: device.clone(), embed_tokens, layers, norm, lm_head, inv_freq })
+        Ok(Self {
+            config,
+            dtype,
+            device: device.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
     }
 
     /// Hidden states after the last decoder block, *before* the final norm: `[B, T, E]`.
@@ -96,14 +121,27 @@ impl Model {
     /// `ids: [B, T]` (u32), right-padded; `positions` gives the rotary position of each of the T
     /// columns (0..T for ordinary sequences). Attention is causal; right padding needs no mask
     /// because padded columns come after every real token of their row.
-    pub fn hidden_states(&self, ids: &Tensor, positions: &[u32], lora: Option<LoraRun<'_>>) -> Result<Tensor> {
+    pub fn hidden_states(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
         let (_b, t) = ids.dims2()?;
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions, self.dtype, &self.device)?; // [T, d]
-        let mask = causal_mask(t, &self.device)?; // [T, T] f32
-        let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, t, self.config.hidden_size))?; // [B, T, E]
+        let pos = Positional {
+            cos,
+            sin,
+            mask: causal_mask(t, &self.device)?,
+        };
+        let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((
+            ids.dim(0)?,
+            t,
+            self.config.hidden_size,
+        ))?; // [B, T, E]
         for (i, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.input_norm, self.config.rms_norm_eps)?;
-            let attn = self.attention(i, layer, &h, &cos, &sin, &mask, lora)?;
+            let attn = self.attention(i, layer, &h, &pos, lora)?;
             x = (x + attn)?;
             let h = rms_norm(&x, &layer.post_attention_norm, self.config.rms_norm_eps)?;
             let mlp = self.mlp(i, layer, &h, lora)?;
@@ -122,9 +160,7 @@ impl Model {
         i: usize,
         layer: &Layer,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        pos: &Positional,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let c = &self.config;
@@ -137,20 +173,34 @@ impl Model {
         let q = q.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()?; // [B, H, T, d]
         let k = k.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
         let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
-        let q = rope::apply(&q, cos, sin)?;
-        let k = rope::apply(&k, cos, sin)?;
+        let q = rope::apply(&q, &pos.cos, &pos.sin)?;
+        let k = rope::apply(&k, &pos.cos, &pos.sin)?;
         // GQA without copying K/V: the G query heads that share a kv head are consecutive
         // (transformers `repeat_kv`), so [B, H, T, d] → [B, Hk, G·T, d] is a free reshape.
         let qg = q.reshape((b, hk, g * t, d))?; // [B, Hk, G·T, d]
         let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // [B, Hk, G·T, T]
-        let scores = scores.reshape((b, h, t, t))?.to_dtype(DType::F32)?.broadcast_add(mask)?; // [B, H, T, T]
-        let probs = softmax_last_dim(&scores)?.to_dtype(self.dtype)?.reshape((b, hk, g * t, t))?;
+        let scores = scores
+            .reshape((b, h, t, t))?
+            .to_dtype(DType::F32)?
+            .broadcast_add(&pos.mask)?; // [B, H, T, T]
+        let probs = softmax_last_dim(&scores)?
+            .to_dtype(self.dtype)?
+            .reshape((b, hk, g * t, t))?;
         let out = probs.matmul(&v)?; // [B, Hk, G·T, d]
-        let out = out.reshape((b, h, t, d))?.transpose(1, 2)?.reshape((b, t, h * d))?; // [B, T, H·d]
+        let out = out
+            .reshape((b, h, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * d))?; // [B, T, H·d]
         self.project(i, layer, Target::O, &out, lora)
     }
 
-    fn mlp(&self, i: usize, layer: &Layer, x: &Tensor, lora: Option<LoraRun<'_>>) -> Result<Tensor> {
+    fn mlp(
+        &self,
+        i: usize,
+        layer: &Layer,
+        x: &Tensor,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
         let gate = self.project(i, layer, Target::Gate, x, lora)?; // [B, T, I]
         let up = self.project(i, layer, Target::Up, x, lora)?; // [B, T, I]
         let act = gate.silu()?; // SwiGLU: down(silu(gate(x)) · up(x)); candle's silu has a backward
@@ -158,7 +208,14 @@ impl Model {
     }
 
     /// Base projection plus the adapter's update, if any.
-    fn project(&self, i: usize, layer: &Layer, target: Target, x: &Tensor, lora: Option<LoraRun<'_>>) -> Result<Tensor> {
+    fn project(
+        &self,
+        i: usize,
+        layer: &Layer,
+        target: Target,
+        x: &Tensor,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
         let lin = &layer.proj[target.index()];
         let mut y = frozen_linear(x, &lin.weight)?;
         if let Some(b) = &lin.bias {
@@ -166,7 +223,13 @@ impl Model {
         }
         if let Some(run) = lora {
             if let Some(l) = run.adapter.get(i, target) {
-                let dropout = run.dropout_seed.map(|s| (s, run.adapter.config.dropout, (i * 7 + target.index()) as u64));
+                let dropout = run.dropout_seed.map(|s| {
+                    (
+                        s,
+                        run.adapter.config.dropout,
+                        (i * 7 + target.index()) as u64,
+                    )
+                });
                 y = (y + lora_update(l, x, dropout)?.to_dtype(self.dtype)?)?;
             }
         }
@@ -182,10 +245,18 @@ fn lora_update(l: &LoraLayer, x: &Tensor, dropout: Option<(u64, f64, u64)>) -> R
     let mut x = x.to_dtype(DType::F32)?.reshape((m, inp))?; // [M, in]
     if let Some((seed, p, salt)) = dropout {
         if p > 0.0 {
-            x = x.broadcast_mul(&dropout_mask(m, inp, p, seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15), x.device())?)?;
+            x = x.broadcast_mul(&dropout_mask(
+                m,
+                inp,
+                p,
+                seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                x.device(),
+            )?)?;
         }
     }
-    let y = x.matmul(&l.a.as_tensor().t()?)?.matmul(&l.b.as_tensor().t()?)?; // [M, out]
+    let y = x
+        .matmul(&l.a.as_tensor().t()?)?
+        .matmul(&l.b.as_tensor().t()?)?; // [M, out]
     let mut out = dims;
     *out.last_mut().expect("non-empty") = y.dim(1)?;
     Ok((y * l.scale)?.reshape(out)?)
@@ -195,13 +266,22 @@ fn lora_update(l: &LoraLayer, x: &Tensor, dropout: Option<(u64, f64, u64)>) -> R
 fn dropout_mask(m: usize, n: usize, p: f64, seed: u64, device: &Device) -> Result<Tensor> {
     let mut rng = SplitMix64(seed);
     let keep = (1.0 / (1.0 - p)) as f32;
-    let v: Vec<f32> = (0..m * n).map(|_| if rng.next_f64() < p { 0.0 } else { keep }).collect();
+    let v: Vec<f32> = (0..m * n)
+        .map(|_| if rng.next_f64() < p { 0.0 } else { keep })
+        .collect();
     Ok(Tensor::from_vec(v, (m, n), device)?)
 }
 
 /// `[T, T]` additive causal mask: 0 on and below the diagonal, −∞ above.
 fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
-    let v: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let v: Vec<f32> = (0..t * t)
+        .map(|k| {
+            if k % t > k / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Ok(Tensor::from_vec(v, (t, t), device)?)
 }
-

@@ -22,14 +22,25 @@ pub struct ExportSummary {
 }
 
 /// Merges `adapter` into the model in `model_dir` and writes the result to `out_dir`.
-pub fn merge_and_save(model_dir: &Path, adapter: &Adapter, out_dir: &Path) -> Result<ExportSummary> {
+pub fn merge_and_save(
+    model_dir: &Path,
+    adapter: &Adapter,
+    out_dir: &Path,
+) -> Result<ExportSummary> {
     let config = ModelConfig::from_dir(model_dir)?;
     let files = WeightFiles::open_model_dir(model_dir)?;
     if adapter.layers.len() != config.num_layers {
-        return Err(ModelError::Input(format!("adapter has {} layers, model has {}", adapter.layers.len(), config.num_layers)));
+        return Err(ModelError::Input(format!(
+            "adapter has {} layers, model has {}",
+            adapter.layers.len(),
+            config.num_layers
+        )));
     }
     if model_dir.canonicalize().ok() == out_dir.canonicalize().ok() {
-        return Err(ModelError::Input(format!("--out {} is the model folder itself\nhint: write the merged model to a new folder", out_dir.display())));
+        return Err(ModelError::Input(format!(
+            "--out {} is the model folder itself\nhint: write the merged model to a new folder",
+            out_dir.display()
+        )));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
     let device = Device::Cpu;
@@ -55,7 +66,11 @@ pub fn merge_and_save(model_dir: &Path, adapter: &Adapter, out_dir: &Path) -> Re
     for entry in entries {
         let entry = entry.map_err(|e| ModelError::io(model_dir, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
-        let is_weights = name.ends_with(".safetensors") || name.ends_with(".bin") || name == "model.safetensors.index.json" || name.ends_with(".pt") || name.ends_with(".pth");
+        let is_weights = name.ends_with(".safetensors")
+            || name.ends_with(".bin")
+            || name == "model.safetensors.index.json"
+            || name.ends_with(".pt")
+            || name.ends_with(".pth");
         if is_weights || !entry.path().is_file() || name.starts_with('.') {
             continue;
         }
@@ -64,7 +79,11 @@ pub fn merge_and_save(model_dir: &Path, adapter: &Adapter, out_dir: &Path) -> Re
         copied.push(name);
     }
     copied.sort();
-    Ok(ExportSummary { tensors: tensors.len(), merged, copied_files: copied })
+    Ok(ExportSummary {
+        tensors: tensors.len(),
+        merged,
+        copied_files: copied,
+    })
 }
 
 /// `model.layers.{i}.{self_attn|mlp}.{proj}.weight` → (i, target).
@@ -74,5 +93,6 @@ fn parse_proj(name: &str, num_layers: usize) -> Option<(usize, Target)> {
     let layer: usize = layer.parse().ok()?;
     let proj = rest.strip_suffix(".weight")?.rsplit('.').next()?;
     let target = Target::from_name(proj)?;
-    (layer < num_layers && name == format!("{}.weight", target.module_path(layer))).then_some((layer, target))
+    (layer < num_layers && name == format!("{}.weight", target.module_path(layer)))
+        .then_some((layer, target))
 }

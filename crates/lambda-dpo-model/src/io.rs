@@ -11,7 +11,10 @@ use candle_core::Tensor;
 use crate::error::{ModelError, Result};
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
@@ -32,15 +35,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes named tensors as a safetensors file atomically, with `{"format": "pt"}` metadata
 /// (transformers refuses safetensors files without it) plus `extra` metadata.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], extra: Option<HashMap<String, String>>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    extra: Option<HashMap<String, String>>,
+) -> Result<()> {
     let mut meta = extra.unwrap_or_default();
     meta.insert("format".into(), "pt".into());
-    let contiguous: Vec<(String, Tensor)> =
-        tensors.iter().map(|(k, t)| Ok((k.clone(), t.contiguous()?))).collect::<candle_core::Result<_>>()?;
+    let contiguous: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
+        .collect::<candle_core::Result<_>>()?;
     let tmp = tmp_path(path);
-    safetensors::tensor::serialize_to_file(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(meta), &tmp).map_err(|e| {
+    safetensors::tensor::serialize_to_file(
+        contiguous.iter().map(|(k, t)| (k.as_str(), t)),
+        Some(meta),
+        &tmp,
+    )
+    .map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        ModelError::Safetensors { path: path.to_path_buf(), message: e.to_string() }
+        ModelError::Safetensors {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     })?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }

@@ -50,14 +50,21 @@ pub struct ScoreOptions {
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        Self { logit_rows_per_chunk: 256 }
+        Self {
+            logit_rows_per_chunk: 256,
+        }
     }
 }
 
 impl Model {
     /// Scores `requests` in one right-padded forward. With a [`LoraRun`] whose adapter vars are
     /// being trained, `sums` carries the graph back to them.
-    pub fn score(&self, requests: &[ScoreRequest<'_>], lora: Option<LoraRun<'_>>, opts: ScoreOptions) -> Result<Scored> {
+    pub fn score(
+        &self,
+        requests: &[ScoreRequest<'_>],
+        lora: Option<LoraRun<'_>>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
         if requests.is_empty() {
             return Err(ModelError::Input("no sequences to score".into()));
         }
@@ -71,11 +78,17 @@ impl Model {
                 )));
             }
             if let Some(bad) = r.ids.iter().find(|&&t| t >= vocab) {
-                return Err(ModelError::Input(format!("sequence {i}: token id {bad} is outside the vocabulary (size {vocab})")));
+                return Err(ModelError::Input(format!(
+                    "sequence {i}: token id {bad} is outside the vocabulary (size {vocab})"
+                )));
             }
         }
         let b = requests.len();
-        let t = requests.iter().map(|r| r.ids.len()).max().expect("non-empty");
+        let t = requests
+            .iter()
+            .map(|r| r.ids.len())
+            .max()
+            .expect("non-empty");
         // Right-padded ids; the pad value is irrelevant (causal attention never looks right).
         let mut ids = vec![0u32; b * t];
         for (row, r) in requests.iter().enumerate() {
@@ -102,9 +115,18 @@ impl Model {
         let flat = hidden.reshape((b * t, hidden.dim(D::Minus1)?))?; // [B·T, E]
         let picked = flat.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?; // [M, E]
         let normed = self.final_norm(&picked)?; // [M, E]
-        let token_logprobs = lm_head_logprobs(&normed, &self.lm_head, &targets, opts.logit_rows_per_chunk)?; // [M]
+        let token_logprobs =
+            lm_head_logprobs(&normed, &self.lm_head, &targets, opts.logit_rows_per_chunk)?; // [M]
         let seq_idx = Tensor::from_vec(seq_of, m, &self.device)?;
-        let sums = Tensor::zeros(b, candle_core::DType::F32, &self.device)?.index_add(&seq_idx, &token_logprobs, 0)?; // [S]
-        Ok(Scored { token_logprobs, sums, offsets })
+        let sums = Tensor::zeros(b, candle_core::DType::F32, &self.device)?.index_add(
+            &seq_idx,
+            &token_logprobs,
+            0,
+        )?; // [S]
+        Ok(Scored {
+            token_logprobs,
+            sums,
+            offsets,
+        })
     }
 }

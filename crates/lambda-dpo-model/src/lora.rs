@@ -34,7 +34,15 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [Target::Q, Target::K, Target::V, Target::O, Target::Gate, Target::Up, Target::Down];
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
 
     /// The module's short name (`q_proj`, …), as in PEFT's `target_modules`.
     pub fn name(self) -> &'static str {
@@ -142,7 +150,12 @@ pub struct LoraRun<'a> {
 
 impl Adapter {
     /// A fresh adapter: A ~ kaiming-uniform(a = √5) as PEFT (bound 1/√in), B = 0.
-    pub fn new(model: &ModelConfig, config: LoraConfig, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        model: &ModelConfig,
+        config: LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         if config.r == 0 {
             return Err(ModelError::Input("LoRA rank r must be ≥ 1".into()));
         }
@@ -153,10 +166,16 @@ impl Adapter {
                 for t in &config.targets {
                     let (out, inp) = t.shape(model);
                     let bound = 1.0 / (inp as f64).sqrt();
-                    let a: Vec<f32> = (0..config.r * inp).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+                    let a: Vec<f32> = (0..config.r * inp)
+                        .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                        .collect();
                     let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, inp), device)?)?;
                     let b = Var::zeros((out, config.r), DType::F32, device)?;
-                    row[t.index()] = Some(LoraLayer { a, b, scale: config.scale_for_rank(config.r) });
+                    row[t.index()] = Some(LoraLayer {
+                        a,
+                        b,
+                        scale: config.scale_for_rank(config.r),
+                    });
                 }
                 Ok(row)
             })
@@ -185,7 +204,9 @@ impl Adapter {
     }
 
     pub fn get(&self, layer: usize, target: Target) -> Option<&LoraLayer> {
-        self.layers.get(layer).and_then(|r| r[target.index()].as_ref())
+        self.layers
+            .get(layer)
+            .and_then(|r| r[target.index()].as_ref())
     }
 
     /// Number of trainable parameters.
@@ -197,30 +218,50 @@ impl Adapter {
     pub fn load(dir: &Path, model: &ModelConfig, device: &Device) -> Result<Self> {
         let cfg_path = dir.join("adapter_config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-        let peft: PeftConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: cfg_path.clone(), source })?;
-        let bad = |message: String| ModelError::Adapter { path: cfg_path.clone(), message };
+        let peft: PeftConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: cfg_path.clone(),
+            source,
+        })?;
+        let bad = |message: String| ModelError::Adapter {
+            path: cfg_path.clone(),
+            message,
+        };
         if peft.peft_type.as_deref().is_some_and(|t| t != "LORA") {
-            return Err(bad(format!("peft_type is `{}`; only LORA adapters are supported", peft.peft_type.unwrap_or_default())));
+            return Err(bad(format!(
+                "peft_type is `{}`; only LORA adapters are supported",
+                peft.peft_type.unwrap_or_default()
+            )));
         }
         if peft.use_dora == Some(true) {
-            return Err(bad("use_dora = true (DoRA) is not supported\nhint: train a plain LoRA adapter".into()));
+            return Err(bad(
+                "use_dora = true (DoRA) is not supported\nhint: train a plain LoRA adapter".into(),
+            ));
         }
         if peft.fan_in_fan_out == Some(true) {
             return Err(bad("fan_in_fan_out = true is for GPT-2 Conv1D layers; Llama/Qwen2 adapters never set it".into()));
         }
         if let Some(b) = peft.bias.as_deref() {
             if b != "none" {
-                return Err(bad(format!("bias = `{b}` is not supported; expected `none`")));
+                return Err(bad(format!(
+                    "bias = `{b}` is not supported; expected `none`"
+                )));
             }
         }
-        if peft.modules_to_save.as_ref().is_some_and(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty())) {
+        if peft
+            .modules_to_save
+            .as_ref()
+            .is_some_and(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty()))
+        {
             return Err(bad("modules_to_save is set: the adapter carries full copies of some modules, which lambda-dpo does not load\nhint: merge it with PEFT's merge_and_unload() and load the merged folder as the model".into()));
         }
         let r = peft.r.ok_or_else(|| bad("field `r` is missing".into()))?;
         let alpha = peft.lora_alpha.unwrap_or(8.0);
         let weights_path = dir.join("adapter_model.safetensors");
         if !weights_path.is_file() && dir.join("adapter_model.bin").is_file() {
-            return Err(ModelError::PickleOnly { dir: dir.to_path_buf(), found: "adapter_model.bin".into() });
+            return Err(ModelError::PickleOnly {
+                dir: dir.to_path_buf(),
+                found: "adapter_model.bin".into(),
+            });
         }
         let files = WeightFiles::open_files(dir, vec![weights_path.clone()])?;
         // Normalise keys: some writers keep the adapter name (`lora_A.default.weight`).
@@ -228,7 +269,13 @@ impl Adapter {
         for name in files.names() {
             by_key.insert(name.replace(".default.weight", ".weight"), name);
         }
-        let mut config = LoraConfig { r, alpha, dropout: peft.lora_dropout.unwrap_or(0.0), targets: Vec::new(), use_rslora: peft.use_rslora.unwrap_or(false) };
+        let mut config = LoraConfig {
+            r,
+            alpha,
+            dropout: peft.lora_dropout.unwrap_or(0.0),
+            targets: Vec::new(),
+            use_rslora: peft.use_rslora.unwrap_or(false),
+        };
         let mut layers: Vec<[Option<LoraLayer>; 7]> = vec![Default::default(); model.num_layers];
         let mut used = 0usize;
         for (i, row) in layers.iter_mut().enumerate() {
@@ -237,7 +284,10 @@ impl Adapter {
                 let (ka, kb) = (format!("{p}.lora_A.weight"), format!("{p}.lora_B.weight"));
                 let (Some(na), Some(nb)) = (by_key.get(&ka), by_key.get(&kb)) else {
                     if by_key.contains_key(&ka) || by_key.contains_key(&kb) {
-                        return Err(ModelError::Adapter { path: weights_path.clone(), message: format!("`{p}` has only one of lora_A / lora_B") });
+                        return Err(ModelError::Adapter {
+                            path: weights_path.clone(),
+                            message: format!("`{p}` has only one of lora_A / lora_B"),
+                        });
                     }
                     continue;
                 };
@@ -258,11 +308,19 @@ impl Adapter {
                 // PEFT's rank_pattern / alpha_pattern: per-module overrides keyed by a name suffix.
                 let module = t.module_path(i);
                 let alpha_i = pattern_value(&peft.alpha_pattern, &module).unwrap_or(alpha);
-                let scale = if config.use_rslora { alpha_i / (ra as f64).sqrt() } else { alpha_i / ra as f64 };
+                let scale = if config.use_rslora {
+                    alpha_i / (ra as f64).sqrt()
+                } else {
+                    alpha_i / ra as f64
+                };
                 if !config.targets.contains(&t) {
                     config.targets.push(t);
                 }
-                row[t.index()] = Some(LoraLayer { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)?, scale });
+                row[t.index()] = Some(LoraLayer {
+                    a: Var::from_tensor(&a)?,
+                    b: Var::from_tensor(&b)?,
+                    scale,
+                });
                 used += 2;
             }
         }
@@ -271,7 +329,12 @@ impl Adapter {
             return Err(ModelError::Adapter { path: weights_path, message: "no LoRA tensor matches this model's projections (expected keys like `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`)".into() });
         }
         if used != lora_keys {
-            let unused: Vec<&String> = by_key.keys().filter(|k| k.contains(".lora_")).filter(|k| !is_known_key(k, model)).take(3).collect();
+            let unused: Vec<&String> = by_key
+                .keys()
+                .filter(|k| k.contains(".lora_"))
+                .filter(|k| !is_known_key(k, model))
+                .take(3)
+                .collect();
             return Err(ModelError::Adapter { path: weights_path, message: format!("{} LoRA tensors do not belong to any projection of this model, e.g. {unused:?}", lora_keys - used) });
         }
         config.targets.sort();
@@ -303,26 +366,42 @@ impl Adapter {
             "alpha_pattern": {},
             "revision": null,
         });
-        let tensors: Vec<(String, Tensor)> = self.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        let tensors: Vec<(String, Tensor)> = self
+            .named_vars()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect();
         crate::io::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors, None)?;
-        crate::io::write_atomic(&dir.join("adapter_config.json"), serde_json::to_string_pretty(&cfg).expect("json").as_bytes())
+        crate::io::write_atomic(
+            &dir.join("adapter_config.json"),
+            serde_json::to_string_pretty(&cfg).expect("json").as_bytes(),
+        )
     }
 
     /// `s·B·A` for one projection, `[out, in]` in f32 (used by merge/export).
     pub fn delta(&self, layer: usize, target: Target) -> Result<Option<Tensor>> {
-        let Some(l) = self.get(layer, target) else { return Ok(None) };
+        let Some(l) = self.get(layer, target) else {
+            return Ok(None);
+        };
         Ok(Some((l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?))
     }
 }
 
 fn is_known_key(key: &str, model: &ModelConfig) -> bool {
-    (0..model.num_layers).any(|i| Target::ALL.iter().any(|t| key.starts_with(&format!("base_model.model.{}.", t.module_path(i)))))
+    (0..model.num_layers).any(|i| {
+        Target::ALL
+            .iter()
+            .any(|t| key.starts_with(&format!("base_model.model.{}.", t.module_path(i))))
+    })
 }
 
 /// PEFT matches `rank_pattern`/`alpha_pattern` keys as a suffix of the module name.
 fn pattern_value(pattern: &Option<BTreeMap<String, f64>>, module: &str) -> Option<f64> {
     let p = pattern.as_ref()?;
-    p.iter().filter(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}"))).max_by_key(|(k, _)| k.len()).map(|(_, v)| *v)
+    p.iter()
+        .filter(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}")))
+        .max_by_key(|(k, _)| k.len())
+        .map(|(_, v)| *v)
 }
 
 /// `adapter_config.json` as PEFT writes it (fields we read).

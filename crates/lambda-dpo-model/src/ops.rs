@@ -40,7 +40,13 @@ impl CustomOp2 for FrozenMatmul {
         "frozen-matmul"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (m, k) = l1.shape().dims2()?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 {
@@ -67,7 +73,13 @@ impl CustomOp2 for FrozenMatmul {
         Ok((out, Shape::from((m, n))))
     }
 
-    fn bwd(&self, _x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         // ∂L/∂x = g·W; W is frozen, so no second gradient.
         Ok((Some(grad.matmul(w)?), None))
     }
@@ -95,7 +107,12 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// Log-probabilities `log softmax(h·Eᵀ)[t]` for each row of `hidden: [M, H]` and its target
 /// token, in f32, `[M]`. `rows_per_chunk` bounds the transient `[chunk, V]` logits.
-pub fn lm_head_logprobs(hidden: &Tensor, lm_head: &Tensor, targets: &[u32], rows_per_chunk: usize) -> Result<Tensor> {
+pub fn lm_head_logprobs(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &[u32],
+    rows_per_chunk: usize,
+) -> Result<Tensor> {
     let (m, _) = hidden.dims2()?;
     let values = lm_head_values(&hidden.detach(), lm_head, targets, rows_per_chunk)?; // [M] f32
     if !hidden.track_op() {
@@ -112,7 +129,12 @@ pub fn lm_head_logprobs(hidden: &Tensor, lm_head: &Tensor, targets: &[u32], rows
 }
 
 /// The forward computation of [`lm_head_logprobs`], chunk by chunk, no graph.
-fn lm_head_values(hidden: &Tensor, lm_head: &Tensor, targets: &[u32], rows_per_chunk: usize) -> candle_core::Result<Tensor> {
+fn lm_head_values(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &[u32],
+    rows_per_chunk: usize,
+) -> candle_core::Result<Tensor> {
     let (m, _) = hidden.dims2()?;
     let dev = hidden.device();
     let mut parts = Vec::new();
@@ -124,7 +146,13 @@ fn lm_head_values(hidden: &Tensor, lm_head: &Tensor, targets: &[u32], rows_per_c
         let tgt = Tensor::from_slice(&targets[start..start + len], (len, 1), dev)?;
         let picked = logits.gather(&tgt, 1)?.squeeze(1)?; // [c]
         let max = logits.max_keepdim(1)?; // [c, 1]
-        let lse = logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()?.add(&max)?.squeeze(1)?;
+        let lse = logits
+            .broadcast_sub(&max)?
+            .exp()?
+            .sum_keepdim(1)?
+            .log()?
+            .add(&max)?
+            .squeeze(1)?;
         parts.push((picked - lse)?);
         start += len;
     }
@@ -144,10 +172,18 @@ impl CustomOp2 for LmHeadLogprobs {
         "lm-head-logprobs"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (storage, layout) = self.values.storage_and_layout();
         match &*storage {
-            Storage::Cpu(s) if layout.is_contiguous() && layout.start_offset() == 0 => Ok((s.clone(), layout.shape().clone())),
+            Storage::Cpu(s) if layout.is_contiguous() && layout.start_offset() == 0 => {
+                Ok((s.clone(), layout.shape().clone()))
+            }
             _ => candle_core::bail!("lm-head-logprobs: values must be a contiguous CPU tensor"),
         }
     }
@@ -162,12 +198,20 @@ impl CustomOp2 for LmHeadLogprobs {
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (storage, layout) = self.values.storage_and_layout();
         match &*storage {
-            Storage::Cuda(s) if layout.is_contiguous() && layout.start_offset() == 0 => Ok((s.try_clone(layout)?, layout.shape().clone())),
+            Storage::Cuda(s) if layout.is_contiguous() && layout.start_offset() == 0 => {
+                Ok((s.try_clone(layout)?, layout.shape().clone()))
+            }
             _ => candle_core::bail!("lm-head-logprobs: values must be a contiguous CUDA tensor"),
         }
     }
 
-    fn bwd(&self, hidden: &Tensor, lm_head: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        hidden: &Tensor,
+        lm_head: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (m, _) = hidden.dims2()?;
         let dev = hidden.device();
         let vocab = lm_head.dim(0)?;
@@ -182,16 +226,26 @@ impl CustomOp2 for LmHeadLogprobs {
             let p = e.broadcast_div(&e.sum_keepdim(1)?)?; // [c, V]
             let tgt = Tensor::from_slice(&self.targets[start..start + len], len, dev)?;
             let onehot = one_hot(&tgt, vocab, dev)?; // [c, V]
-            let g = grad.narrow(0, start, len)?.to_dtype(DType::F32)?.unsqueeze(1)?; // [c, 1]
+            let g = grad
+                .narrow(0, start, len)?
+                .to_dtype(DType::F32)?
+                .unsqueeze(1)?; // [c, 1]
             let dlogits = (onehot - p)?.broadcast_mul(&g)?.to_dtype(lm_head.dtype())?; // [c, V]
             parts.push(dlogits.matmul(lm_head)?); // [c, H]
             start += len;
         }
-        Ok((Some(Tensor::cat(&parts, 0)?.to_dtype(hidden.dtype())?), None))
+        Ok((
+            Some(Tensor::cat(&parts, 0)?.to_dtype(hidden.dtype())?),
+            None,
+        ))
     }
 }
 
-fn one_hot(targets: &Tensor, depth: usize, dev: &candle_core::Device) -> candle_core::Result<Tensor> {
+fn one_hot(
+    targets: &Tensor,
+    depth: usize,
+    dev: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
     let n = targets.dims1()?;
     let ones = Tensor::ones((n, 1), DType::F32, dev)?;
     Tensor::zeros((n, depth), DType::F32, dev)?.scatter_add(&targets.unsqueeze(1)?, &ones, 1)

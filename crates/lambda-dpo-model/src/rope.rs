@@ -30,7 +30,11 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f32> {
         } => {
             // transformers `_compute_llama3_parameters`: long wavelengths are divided by
             // `factor`, short ones kept, the band between interpolated smoothly.
-            let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+            let (factor, low, high) = (
+                factor as f32,
+                low_freq_factor as f32,
+                high_freq_factor as f32,
+            );
             let old_ctx = original_max_position_embeddings as f32;
             let low_freq_wavelen = old_ctx / low;
             let high_freq_wavelen = old_ctx / high;
@@ -38,8 +42,13 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f32> {
                 .iter()
                 .map(|&f| {
                     let wavelen = 2.0 * std::f32::consts::PI / f;
-                    let scaled = if wavelen > low_freq_wavelen { f / factor } else { f };
-                    let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+                    let scaled = if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        f
+                    };
+                    // `~(w < high) & ~(w > low)` in transformers; the values are finite.
+                    let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
                     if is_medium {
                         let smooth = (old_ctx / wavelen - low) / (high - low);
                         (1.0 - smooth) * scaled / factor + smooth * scaled

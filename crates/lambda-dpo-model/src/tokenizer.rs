@@ -41,11 +41,18 @@ impl Tokenizer {
                 hint: "lambda-dpo reads fast tokenizers (tokenizer.json); slow-only tokenizers (tokenizer.model) can be converted with `AutoTokenizer.from_pretrained(dir).save_pretrained(dir)`".into(),
             });
         }
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer { path: path.clone(), message: e.to_string() })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.is_file() {
-            let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-            serde_json::from_str(&text).map_err(|source| ModelError::Json { path: cfg_path.clone(), source })?
+            let text =
+                std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+            serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                path: cfg_path.clone(),
+                source,
+            })?
         } else {
             Value::Null
         };
@@ -90,26 +97,37 @@ impl Tokenizer {
 
     /// The special-token strings a chat template may refer to.
     pub fn special_tokens(&self) -> Vec<(&'static str, String)> {
-        [("bos_token", &self.bos_token), ("eos_token", &self.eos_token), ("unk_token", &self.unk_token), ("pad_token", &self.pad_token)]
-            .into_iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-            .collect()
+        [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("unk_token", &self.unk_token),
+            ("pad_token", &self.pad_token),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
     }
 
     /// Token ids of `text`. `add_special_tokens = true` is `tokenizer(text)` in Python (the
     /// post-processor adds e.g. Llama's BOS); `false` is what `apply_chat_template` uses.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), message: e.to_string() })?;
+        let enc =
+            self.inner
+                .encode(text, add_special_tokens)
+                .map_err(|e| ModelError::Tokenizer {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special_tokens)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), message: e.to_string() })
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -121,7 +139,12 @@ impl Tokenizer {
     }
 
     /// Renders `messages` with the chat template (`add_generation_prompt` as in HF).
-    pub fn render_chat(&self, messages: &[Message], add_generation_prompt: bool, extra: &serde_json::Map<String, Value>) -> Result<String> {
+    pub fn render_chat(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, Value>,
+    ) -> Result<String> {
         let tpl = self.chat_template.as_ref().ok_or_else(|| ModelError::ChatTemplate {
             message: format!(
                 "{} has no chat template (no `chat_template` in tokenizer_config.json, no chat_template.jinja)\nhint: use a plain `prompt` instead of `messages`, or add the model's template",
@@ -133,7 +156,12 @@ impl Tokenizer {
 
     /// `apply_chat_template(messages, tokenize=True)`: render, then encode without adding
     /// special tokens (the template already contains them).
-    pub fn encode_chat(&self, messages: &[Message], add_generation_prompt: bool, extra: &serde_json::Map<String, Value>) -> Result<Vec<u32>> {
+    pub fn encode_chat(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<u32>> {
         let text = self.render_chat(messages, add_generation_prompt, extra)?;
         self.encode(&text, false)
     }

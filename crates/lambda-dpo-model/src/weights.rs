@@ -20,7 +20,9 @@ pub struct WeightFiles {
 
 impl std::fmt::Debug for WeightFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WeightFiles").field("files", &self.files).finish()
+        f.debug_struct("WeightFiles")
+            .field("files", &self.files)
+            .finish()
     }
 }
 
@@ -40,11 +42,15 @@ impl WeightFiles {
         } else if index.is_file() {
             shards_from_index(&index)?
         } else {
-            let pickles: Vec<String> = ["pytorch_model.bin", "pytorch_model.bin.index.json", "model.bin"]
-                .iter()
-                .filter(|n| dir.join(n).exists())
-                .map(|s| s.to_string())
-                .collect();
+            let pickles: Vec<String> = [
+                "pytorch_model.bin",
+                "pytorch_model.bin.index.json",
+                "model.bin",
+            ]
+            .iter()
+            .filter(|n| dir.join(n).exists())
+            .map(|s| s.to_string())
+            .collect();
             if !pickles.is_empty() {
                 return Err(ModelError::PickleOnly {
                     dir: dir.to_path_buf(),
@@ -72,10 +78,11 @@ impl WeightFiles {
         // SAFETY: the files are memory-mapped read-only; like every mmap-based loader we assume
         // nobody truncates them while the model is loaded.
         #[allow(unsafe_code)]
-        let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::Safetensors {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let st =
+            unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::Safetensors {
+                path: origin.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             origin: origin.to_path_buf(),
             files,
@@ -99,7 +106,13 @@ impl WeightFiles {
     }
 
     /// Loads `name`, checks its shape against `expected`, converts it to `dtype`.
-    pub fn load(&self, name: &str, expected: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn load(
+        &self,
+        name: &str,
+        expected: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let view = self.st.get(name).map_err(|_| ModelError::MissingTensor {
             path: self.origin.clone(),
             tensor: name.to_string(),
@@ -115,19 +128,25 @@ impl WeightFiles {
                 hint: "config.json and the weights disagree (hidden_size, head_dim, num_key_value_heads, vocab_size?)".into(),
             });
         }
-        let t = self.st.load(name, device).map_err(|e| ModelError::Safetensors {
-            path: self.origin.clone(),
-            message: format!("tensor `{name}`: {e}"),
-        })?;
+        let t = self
+            .st
+            .load(name, device)
+            .map_err(|e| ModelError::Safetensors {
+                path: self.origin.clone(),
+                message: format!("tensor `{name}`: {e}"),
+            })?;
         Ok(t.to_dtype(dtype)?)
     }
 
     /// Loads a tensor whatever its shape (used for adapters, whose rank comes from the file).
     pub fn load_any(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
-        let t = self.st.load(name, device).map_err(|e| ModelError::Safetensors {
-            path: self.origin.clone(),
-            message: format!("tensor `{name}`: {e}"),
-        })?;
+        let t = self
+            .st
+            .load(name, device)
+            .map_err(|e| ModelError::Safetensors {
+                path: self.origin.clone(),
+                message: format!("tensor `{name}`: {e}"),
+            })?;
         Ok(t.to_dtype(dtype)?)
     }
 }
@@ -139,11 +158,14 @@ fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
         path: index.to_path_buf(),
         source,
     })?;
-    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| ModelError::Config {
-        path: index.to_path_buf(),
-        field: "weight_map".into(),
-        message: "missing or not an object of tensor name → shard file".into(),
-    })?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::Config {
+            path: index.to_path_buf(),
+            field: "weight_map".into(),
+            message: "missing or not an object of tensor name → shard file".into(),
+        })?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut shards = BTreeSet::new();
     for (tensor, file) in map {

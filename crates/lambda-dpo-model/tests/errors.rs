@@ -21,32 +21,48 @@ fn copy_model(name: &str) -> tempfile::TempDir {
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(p, v.to_string()).unwrap();
 }
 
 fn load_err(dir: &Path) -> String {
-    Model::load(dir, DType::F32, &Device::Cpu).unwrap_err().to_string()
+    Model::load(dir, DType::F32, &Device::Cpu)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn unsupported_architecture_names_it_and_the_supported_list() {
     let dir = copy_model("llama");
-    edit_config(dir.path(), |v| v["architectures"] = serde_json::json!(["GPT2LMHeadModel"]));
+    edit_config(dir.path(), |v| {
+        v["architectures"] = serde_json::json!(["GPT2LMHeadModel"])
+    });
     let e = load_err(dir.path());
-    assert!(e.contains("GPT2LMHeadModel") && e.contains("LlamaForCausalLM") && e.contains("Qwen2ForCausalLM"), "{e}");
+    assert!(
+        e.contains("GPT2LMHeadModel")
+            && e.contains("LlamaForCausalLM")
+            && e.contains("Qwen2ForCausalLM"),
+        "{e}"
+    );
     assert!(e.contains("config.json"), "{e}");
 }
 
 #[test]
 fn missing_folder_and_missing_weights_name_the_path() {
     let e = load_err(Path::new("/nonexistent/model-dir"));
-    assert!(e.contains("/nonexistent/model-dir") && e.contains("not found"), "{e}");
+    assert!(
+        e.contains("/nonexistent/model-dir") && e.contains("not found"),
+        "{e}"
+    );
     let dir = copy_model("llama");
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("model.safetensors") && e.contains("hint:"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("hint:"),
+        "{e}"
+    );
     let dir = copy_model("llama");
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let e = load_err(dir.path());
@@ -61,23 +77,44 @@ fn pickle_only_folder_is_refused_with_a_conversion_hint() {
     let err = Model::load(dir.path(), DType::F32, &Device::Cpu).unwrap_err();
     assert!(matches!(err, ModelError::PickleOnly { .. }), "{err}");
     let e = err.to_string();
-    assert!(e.contains("pytorch_model.bin") && e.contains("never unpickles") && e.contains("safe_serialization=True"), "{e}");
+    assert!(
+        e.contains("pytorch_model.bin")
+            && e.contains("never unpickles")
+            && e.contains("safe_serialization=True"),
+        "{e}"
+    );
 }
 
 #[test]
 fn shape_mismatch_names_tensor_expected_and_found() {
     let dir = copy_model("llama");
-    edit_config(dir.path(), |v| v["intermediate_size"] = serde_json::json!(128));
+    edit_config(dir.path(), |v| {
+        v["intermediate_size"] = serde_json::json!(128)
+    });
     let e = load_err(dir.path());
-    assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[128, 64]") && e.contains("[160, 64]"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight")
+            && e.contains("[128, 64]")
+            && e.contains("[160, 64]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unsupported_rope_type_names_the_field() {
     let dir = copy_model("qwen2");
-    edit_config(dir.path(), |v| v["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0}));
+    edit_config(
+        dir.path(),
+        |v| {
+            v["rope_parameters"] =
+                serde_json::json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0})
+        },
+    );
     let e = load_err(dir.path());
-    assert!(e.contains("rope_parameters.rope_type") && e.contains("yarn") && e.contains("llama3"), "{e}");
+    assert!(
+        e.contains("rope_parameters.rope_type") && e.contains("yarn") && e.contains("llama3"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -100,7 +137,10 @@ fn both_rope_styles_parse_to_the_same_config() {
     let llama = ModelConfig::from_dir(&fixture("llama").join("model")).unwrap();
     let qwen = ModelConfig::from_dir(&fixture("qwen2").join("model")).unwrap();
     assert!(matches!(llama.rope_scaling, RopeScaling::Llama3 { .. }));
-    assert_eq!((qwen.rope_theta, qwen.qkv_bias, qwen.o_bias), (1e6, true, false));
+    assert_eq!(
+        (qwen.rope_theta, qwen.qkv_bias, qwen.o_bias),
+        (1e6, true, false)
+    );
     assert_eq!(llama.head_dim, 32);
     assert!(llama.tie_word_embeddings && !qwen.tie_word_embeddings);
 }
@@ -118,9 +158,14 @@ fn llama_attention_bias_means_q_k_v_and_o() {
 fn missing_bias_tensor_is_reported_by_name() {
     // The config claims attention_bias, the checkpoint has none.
     let dir = copy_model("llama");
-    edit_config(dir.path(), |v| v["attention_bias"] = serde_json::json!(true));
+    edit_config(dir.path(), |v| {
+        v["attention_bias"] = serde_json::json!(true)
+    });
     let e = load_err(dir.path());
-    assert!(e.contains("model.layers.0.self_attn.q_proj.bias") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("model.layers.0.self_attn.q_proj.bias") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -132,31 +177,58 @@ fn bad_adapters_are_refused_clearly() {
             std::fs::copy(fixture("llama").join("adapter").join(f), dir.path().join(f)).unwrap();
         }
         let p = dir.path().join("adapter_config.json");
-        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         edit(&mut v);
         std::fs::write(p, v.to_string()).unwrap();
         dir
     };
     let dora = copy(&|v| v["use_dora"] = true.into());
-    let e = Adapter::load(dora.path(), &model, &Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("DoRA") && e.contains("adapter_config.json"), "{e}");
+    let e = Adapter::load(dora.path(), &model, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("DoRA") && e.contains("adapter_config.json"),
+        "{e}"
+    );
     // An adapter trained for another model: qwen2's adapter on llama.
-    let e = Adapter::load(&fixture("qwen2").join("adapter"), &model, &Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("q_proj.lora_{A,B}.weight") && e.contains("has shape [4, 64, 64, 4], expected [4, 64, 128, 4]"), "{e}");
-    let e = Adapter::load(Path::new("/nonexistent/adapter"), &model, &Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("/nonexistent/adapter/adapter_config.json"), "{e}");
+    let e = Adapter::load(&fixture("qwen2").join("adapter"), &model, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("q_proj.lora_{A,B}.weight")
+            && e.contains("has shape [4, 64, 64, 4], expected [4, 64, 128, 4]"),
+        "{e}"
+    );
+    let e = Adapter::load(Path::new("/nonexistent/adapter"), &model, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/nonexistent/adapter/adapter_config.json"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_tokenizer_and_missing_chat_template_explain_themselves() {
-    let e = Tokenizer::from_dir(Path::new("/nonexistent")).unwrap_err().to_string();
+    let e = Tokenizer::from_dir(Path::new("/nonexistent"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("tokenizer.json") && e.contains("hint:"), "{e}");
     let dir = copy_model("qwen2");
     let p = dir.path().join("tokenizer_config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     v.as_object_mut().unwrap().remove("chat_template");
     std::fs::write(&p, v.to_string()).unwrap();
     let tok = Tokenizer::from_dir(dir.path()).unwrap();
-    let e = tok.render_chat(&[lambda_dpo_model::Message::new("user", "hi")], true, &Default::default()).unwrap_err().to_string();
+    let e = tok
+        .render_chat(
+            &[lambda_dpo_model::Message::new("user", "hi")],
+            true,
+            &Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no chat template") && e.contains("hint:"), "{e}");
 }

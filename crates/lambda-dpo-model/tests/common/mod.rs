@@ -10,7 +10,9 @@ use lambda_dpo_model::{Adapter, Model};
 use serde::Deserialize;
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,11 +61,15 @@ pub fn model(name: &str, dtype: DType) -> Model {
 }
 
 pub fn adapter(name: &str, model: &Model) -> Adapter {
-    Adapter::load(&fixture(name).join("adapter"), &model.config, &Device::Cpu).expect("fixture adapter loads")
+    Adapter::load(&fixture(name).join("adapter"), &model.config, &Device::Cpu)
+        .expect("fixture adapter loads")
 }
 
 /// Largest absolute difference between two slices of equal length.
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }

@@ -2,12 +2,14 @@
 //! command's settings and runs it. Errors are printed as a chain on stderr; bad input exits
 //! with code 2, other failures with 1. Data goes to stdout, logs and progress to stderr.
 
+mod data_cmd;
 mod export;
 mod input_error;
 mod logprobs;
 mod progress;
 mod runtime;
 mod schedule;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -29,8 +31,12 @@ enum Command {
     Logprobs(logprobs::LogprobsArgs),
     /// Merge a LoRA adapter into its base model and write a plain Hugging Face folder.
     Export(export::ExportArgs),
+    /// Train an adapter (SFT or a preference loss) from a TOML run configuration.
+    Train(train_cmd::TrainArgs),
     /// Fit the performance-driven λ scheduler (paper App. D) and score candidate λs.
     Schedule(schedule::ScheduleArgs),
+    /// Inspect and convert data files (preference lists, pairs, SFT conversations).
+    Data(data_cmd::DataArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,7 +44,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Logprobs(args) => logprobs::run(args),
         Command::Export(args) => export::run(args),
+        Command::Data(args) => data_cmd::run(args),
         Command::Schedule(args) => schedule::run(args),
+        Command::Train(args) => train_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -116,6 +116,34 @@ impl Model {
         })
     }
 
+    /// Folds an adapter into the base weights in memory (`W ← W + s·B·A`, in f32, stored back in
+    /// the compute dtype). Used for the SFT → preference handoff: after merging, "adapter
+    /// disabled" means the SFT model, not the pre-SFT base.
+    pub fn merge_adapter(&mut self, adapter: &crate::lora::Adapter) -> Result<usize> {
+        if adapter.layers.len() != self.layers.len() {
+            return Err(crate::error::ModelError::Input(format!(
+                "adapter has {} layers, model has {}",
+                adapter.layers.len(),
+                self.layers.len()
+            )));
+        }
+        let mut merged = 0;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for t in Target::ALL {
+                if let Some(delta) = adapter.delta(i, t)? {
+                    let w = &mut layer.proj[t.index()].weight;
+                    // Detached: the merged weight is a frozen base weight, not a function of the
+                    // SFT adapter's variables.
+                    *w = (w.to_dtype(DType::F32)? + delta.detach())?
+                        .to_dtype(self.dtype)?
+                        .detach();
+                    merged += 1;
+                }
+            }
+        }
+        Ok(merged)
+    }
+
     /// Hidden states after the last decoder block, *before* the final norm: `[B, T, E]`.
     ///
     /// `ids: [B, T]` (u32), right-padded; `positions` gives the rotary position of each of the T

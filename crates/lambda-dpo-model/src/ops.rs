@@ -22,7 +22,9 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (n, _) = w.dims2()?;
     let x2 = x.reshape((m, k))?.contiguous()?; // [M, in]
     let y = if x2.track_op() {
-        x2.apply_op2(w, FrozenMatmul)?
+        // `w.detach()`: a frozen weight must never be walked by backprop (the op returns no
+        // gradient for it, and candle panics on a tracked input left without one).
+        x2.apply_op2(&w.detach(), FrozenMatmul)?
     } else {
         // No graph to build: the plain kernel is the same computation.
         x2.matmul(&w.t()?)?

@@ -346,3 +346,14 @@ fn bf16_compute_stays_close_to_f32() {
         assert!(s16.iter().all(|x| x.is_finite() && *x <= 0.0));
     }
 }
+
+#[test]
+fn merging_an_adapter_in_memory_gives_the_adapter_model() {
+    let exp = expected("qwen2");
+    let mut m = model("qwen2", DType::F32);
+    let a = adapter("qwen2", &m);
+    assert_eq!(m.merge_adapter(&a).unwrap(), 14);
+    let got: Vec<f64> = scores(&m, &exp, None).iter().map(|&x| x as f64).collect();
+    let want: Vec<f64> = exp.cases.iter().flat_map(|c| c.adapter.clone()).collect();
+    assert!(max_abs_diff(&got, &want) < 1e-4);
+}

@@ -1,0 +1,18 @@
+//! The trainer: config ([`config`]), the loop ([`run`]), the per-list preference step
+//! ([`step`]), AdamW and clipping ([`optim`]), checkpoints ([`checkpoint`]) and metrics
+//! ([`metrics`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod optim;
+pub mod refcache;
+pub mod run;
+pub mod step;
+
+pub use config::TrainConfig;
+pub use error::{TrainError, TrainResult};
+pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
+pub use run::{train, Progress, RunOptions, TrainSummary};
+pub use step::{list_step, ListInput, ListStep, Reference, StepOptions};

@@ -1,0 +1,742 @@
+//! The training loop: one visible loop in a fixed order, the reasons in comments.
+//!
+//! ```text
+//! load config → data → model (+ adapter, optimizer, sampler) → write resolved config
+//! [resume: restore adapter, moments, sampler, cursor]
+//! for step in start..total:
+//!     for each of batch_size × grad_accum lists (cursor order, reshuffled per epoch):
+//!         λ ← sampler (per list, or once per step)
+//!         target ← p^λ from the list's ratings           (math crate)
+//!         loss, ∂L/∂ℓ ← objective(policy ℓ, reference ℓ)  (math crate)
+//!         grads += ∇(Σ g_i ℓ_i) / (batch_size × grad_accum)
+//!     clip global norm → lr(step) → AdamW update → metrics line
+//!     [eval every K] [checkpoint every K]
+//! save adapter + final checkpoint
+//! ```
+//! Every random choice (data order, λ, dropout, LoRA init) is a pure function of the seed and
+//! the cursor, so a resumed run is bit-identical to an uninterrupted one.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use lambda_dpo_math::{
+    lr::warmup_steps_from_ratio, mixed_target, LambdaSampler, LambdaSource, LrSchedule, MathError,
+    Objective, Rng, SftTerm,
+};
+use lambda_dpo_model::{
+    Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest, Target, Tokenizer,
+};
+
+use crate::data::{self, LoadOptions, RenderedList, RenderedSft};
+use crate::train::checkpoint::{self, TrainState};
+use crate::train::config::{LambdaPer, ReferenceMode, Stage, TrainConfig};
+use crate::train::error::{TrainError, TrainResult};
+use crate::train::metrics::{peak_rss_mb, Accumulator, MetricsLog};
+use crate::train::optim::{clip_grad_norm, AdamW};
+use crate::train::refcache::{self, model_identity, Fnv};
+use crate::train::step::{list_step, ListInput, Reference, StepOptions};
+
+/// Options of a run that are not part of the experiment (and so not in the config).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the newest checkpoint in the output folder.
+    pub resume: bool,
+    /// Stop (with a checkpoint) after this many optimizer steps, as if interrupted.
+    pub stop_after: Option<u64>,
+}
+
+/// What the observer sees after each optimizer step.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub step: u64,
+    pub total_steps: u64,
+    pub loss: f64,
+    pub tokens: u64,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub total_steps: u64,
+    pub output_dir: PathBuf,
+    pub adapter_dir: Option<PathBuf>,
+    pub last_metrics: serde_json::Value,
+    pub eval_metrics: Option<serde_json::Value>,
+    pub skipped_lists: u64,
+}
+
+/// The examples a stage trains on.
+enum Examples {
+    Lists {
+        dims: Vec<String>,
+        train: Vec<RenderedList>,
+        eval: Vec<RenderedList>,
+    },
+    Sft {
+        train: Vec<RenderedSft>,
+        eval: Vec<RenderedSft>,
+    },
+}
+
+impl Examples {
+    fn len(&self) -> usize {
+        match self {
+            Examples::Lists { train, .. } => train.len(),
+            Examples::Sft { train, .. } => train.len(),
+        }
+    }
+}
+
+/// Runs a whole training job described by `cfg`.
+pub fn train(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    observer: &mut dyn FnMut(&Progress),
+) -> TrainResult<TrainSummary> {
+    let device = Device::Cpu;
+    let dtype = if cfg.model.dtype == "bf16" {
+        DType::BF16
+    } else {
+        DType::F32
+    };
+    let out = &cfg.train.output_dir;
+    std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
+        path: out.display().to_string(),
+        source,
+    })?;
+
+    // 1. Data first: a bad file should fail before minutes of model loading.
+    let tokenizer = Tokenizer::from_dir(&cfg.model.path)?;
+    let examples = load_examples(cfg, &tokenizer)?;
+    if examples.len() == 0 {
+        return Err(TrainError::Config {
+            path: cfg.data.train.display().to_string(),
+            field: "data.train".into(),
+            message: "no usable examples".into(),
+        });
+    }
+
+    // 2. Model, adapter, optimizer, λ sampler.
+    let mut model = Model::load(&cfg.model.path, dtype, &device)?;
+    // SFT → preference handoff: fold the SFT adapter into the weights first, so that "adapter
+    // disabled" is the SFT model (never the pre-SFT base, LLaMA-Factory #8459).
+    if let Some(dir) = &cfg.model.sft_adapter {
+        let sft = Adapter::load(dir, &model.config, &device)?;
+        model.merge_adapter(&sft)?;
+    }
+    let reference_model = match (cfg.reference.mode, &cfg.reference.path) {
+        (ReferenceMode::Cache, Some(p)) => Some(Model::load(p, dtype, &device)?),
+        (ReferenceMode::Model, _) => Some(Model::load(
+            cfg.reference.path.as_ref().expect("validated"),
+            dtype,
+            &device,
+        )?),
+        _ => None,
+    };
+    let lora_cfg = LoraConfig {
+        r: cfg.lora.r,
+        alpha: cfg.lora.alpha,
+        dropout: cfg.lora.dropout,
+        targets: cfg
+            .lora
+            .targets
+            .iter()
+            .filter_map(|t| Target::from_name(t))
+            .collect(),
+        use_rslora: false,
+    };
+    let mut adapter = match &cfg.model.adapter {
+        Some(dir) => Adapter::load(dir, &model.config, &device)?,
+        None => Adapter::new(&model.config, lora_cfg, cfg.train.seed, &device)?,
+    };
+    let mut sampler = match &examples {
+        Examples::Lists { dims, .. } => {
+            let source = cfg
+                .lambda
+                .source
+                .clone()
+                .unwrap_or_else(|| LambdaSource::dirichlet_symmetric(dims.len(), 1.0));
+            if source.dim() != dims.len() {
+                return Err(TrainError::Config {
+                    path: "config".into(),
+                    field: "lambda".into(),
+                    message: format!(
+                        "the sampler draws {} weights but the data has {} dimensions ({})",
+                        source.dim(),
+                        dims.len(),
+                        dims.join(", ")
+                    ),
+                });
+            }
+            Some(LambdaSampler::new(
+                source,
+                cfg.train.seed ^ 0x5EED_1A3B_DA00_0001,
+            )?)
+        }
+        Examples::Sft { .. } => None,
+    };
+    let resolved = toml::to_string_pretty(cfg).expect("config serialises");
+    let fingerprint = format!("{:016x}", fnv1a(resolved.as_bytes()));
+    let mut state = TrainState {
+        step: 0,
+        lists_seen: 0,
+        sampler: None,
+        config_fingerprint: fingerprint.clone(),
+    };
+    let mut optimizer = AdamW::new(adapter.named_vars(), cfg.train.adam)?;
+
+    // 3. Resume: adapter values, optimizer moments, sampler and cursor.
+    if opts.resume {
+        if let Some(dir) = checkpoint::latest(out)? {
+            let saved = checkpoint::load_state(&dir)?;
+            if saved.config_fingerprint != fingerprint {
+                return Err(TrainError::Checkpoint(format!("{} was written with a different configuration\nhint: resume with the same config (see config.resolved.toml), or use a new output_dir", dir.display())));
+            }
+            let restored = checkpoint::load_adapter(&dir, &model.config, &device)?;
+            for ((_, v), (_, r)) in adapter.named_vars().iter().zip(restored.named_vars()) {
+                v.set(r.as_tensor())?;
+            }
+            adapter.config.dropout = cfg.lora.dropout;
+            checkpoint::load_optimizer(&dir, &mut optimizer, saved.step, &device)?;
+            sampler = saved.sampler.clone();
+            state = saved;
+        }
+    }
+    // The resolved config, before step 0 (and again on resume: it must be the same).
+    lambda_dpo_model::io::write_atomic(&out.join("config.resolved.toml"), resolved.as_bytes())?;
+    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), state.step == 0)?;
+
+    let per_step = (cfg.train.batch_size * cfg.train.grad_accum) as u64;
+    let n = examples.len() as u64;
+    let total_steps = cfg
+        .train
+        .max_steps
+        .unwrap_or_else(|| cfg.train.epochs * n.div_ceil(per_step))
+        .max(1);
+    let schedule = LrSchedule {
+        base_lr: cfg.train.learning_rate,
+        decay: cfg.train.lr_schedule,
+        warmup_steps: warmup_steps_from_ratio(cfg.train.warmup_ratio, total_steps),
+        total_steps,
+        min_ratio: cfg.train.min_lr_ratio,
+    };
+    schedule.validate()?;
+    let objective = Objective {
+        loss: cfg.loss.loss,
+        sft: SftTerm {
+            weight: cfg.loss.sft_weight,
+            mode: cfg.loss.sft_mode,
+        },
+    };
+    let (train_ref, eval_ref) = reference_cache(
+        cfg,
+        &examples,
+        reference_model.as_ref().unwrap_or(&model),
+        dtype,
+    )?;
+    let started = Instant::now();
+    let mut tokens_total = 0u64;
+    let mut skipped = 0u64;
+    let mut last = serde_json::Value::Null;
+    let mut eval_metrics = None;
+    let stop_at = opts.stop_after.map_or(total_steps, |s| s.min(total_steps));
+
+    // 4. The loop.
+    while state.step < stop_at {
+        let grad_scale = 1.0 / per_step as f64;
+        let mut grads: Option<Vec<Tensor>> = None;
+        let mut acc = Accumulator::default();
+        let step_lambda = match (&mut sampler, cfg.lambda.per) {
+            (Some(s), LambdaPer::Step) => Some(s.sample()),
+            _ => None,
+        };
+        for _ in 0..per_step {
+            let idx = cursor_index(state.lists_seen, n, cfg.train.seed);
+            let dropout_seed = Some(mix(cfg.train.seed, state.lists_seen));
+            state.lists_seen += 1;
+            let result = match &examples {
+                Examples::Lists { dims, train, .. } => {
+                    let list = &train[idx];
+                    let lambda = match &step_lambda {
+                        Some(l) => l.clone(),
+                        None => sampler.as_mut().expect("preference stage").sample(),
+                    };
+                    let mixed = mixed_target(
+                        &list.ratings,
+                        &lambda,
+                        cfg.loss.target_temperature,
+                        cfg.data.missing_rating,
+                    )?;
+                    let input = ListInput {
+                        prompt: &list.prompt_ids,
+                        responses: &list.responses,
+                        target: &mixed.target,
+                    };
+                    let sopts = StepOptions {
+                        chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
+                        dropout_seed,
+                        grad_scale,
+                        backward: true,
+                        score: ScoreOptions::default(),
+                    };
+                    match list_step(
+                        &model,
+                        &adapter,
+                        &objective,
+                        input,
+                        pick_reference(
+                            cfg.reference.mode,
+                            reference_model.as_ref(),
+                            train_ref.as_deref(),
+                            idx,
+                        ),
+                        sopts,
+                    ) {
+                        Ok(s) => {
+                            check_finite(s.output.loss, state.step, &list.source)?;
+                            acc.add_list(
+                                &s.output,
+                                &s.policy_logps,
+                                dims,
+                                &list.ratings,
+                                &mixed.lambda,
+                                cfg.loss.target_temperature,
+                            );
+                            tokens_total += list
+                                .responses
+                                .iter()
+                                .map(|r| (r.len() + list.prompt_ids.len()) as u64)
+                                .sum::<u64>();
+                            Some(s.grads)
+                        }
+                        // Pairwise losses need a best and a worst response; a list whose
+                        // target is constant under this λ has none: skip it, counted.
+                        Err(TrainError::Math(MathError::NoPreference { .. })) => None,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Examples::Sft { train, .. } => {
+                    let ex = &train[idx];
+                    let (loss, g) = sft_step(&model, &adapter, ex, dropout_seed, grad_scale)?;
+                    check_finite(loss, state.step, &ex.source)?;
+                    acc.add("loss", loss);
+                    tokens_total += ex.ids.len() as u64;
+                    Some(g)
+                }
+            };
+            match result {
+                Some(g) => {
+                    grads = Some(match grads.take() {
+                        None => g,
+                        Some(a) => a
+                            .iter()
+                            .zip(&g)
+                            .map(|(x, y)| x + y)
+                            .collect::<candle_core::Result<Vec<_>>>()?,
+                    });
+                }
+                None => skipped += 1,
+            }
+        }
+        // One optimizer update: clip, schedule, AdamW (skipped lists simply contribute nothing).
+        let lr = schedule.lr(state.step);
+        let mut grad_norm = 0.0;
+        if let Some(mut g) = grads {
+            grad_norm = clip_grad_norm(&mut g, cfg.train.max_grad_norm)?;
+            optimizer.step(&g, lr)?;
+        }
+        state.step += 1;
+        state.sampler = sampler.clone();
+
+        let mut record = serde_json::Map::new();
+        record.insert("step".into(), state.step.into());
+        record.insert("epoch".into(), (state.lists_seen as f64 / n as f64).into());
+        for (k, v) in acc.means() {
+            record.insert(k, v.into());
+        }
+        record.insert("grad_norm".into(), grad_norm.into());
+        record.insert("learning_rate".into(), lr.into());
+        record.insert(
+            "tokens_per_second".into(),
+            (tokens_total as f64 / started.elapsed().as_secs_f64().max(1e-9)).into(),
+        );
+        record.insert("peak_rss_mb".into(), peak_rss_mb().into());
+        record.insert("skipped_lists".into(), skipped.into());
+        let loss = record
+            .get("loss")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN);
+        last = serde_json::Value::Object(record.clone());
+        log.write(&last)?;
+        observer(&Progress {
+            step: state.step,
+            total_steps,
+            loss,
+            tokens: tokens_total,
+        });
+
+        let at_end = state.step == total_steps;
+        if cfg.train.eval_every.is_some_and(|k| state.step % k == 0) || at_end {
+            if let Some(m) = evaluate(
+                cfg,
+                &examples,
+                &model,
+                &adapter,
+                &objective,
+                &|i| {
+                    pick_reference(
+                        cfg.reference.mode,
+                        reference_model.as_ref(),
+                        eval_ref.as_deref(),
+                        i,
+                    )
+                },
+                &mut log,
+                state.step,
+            )? {
+                eval_metrics = Some(m);
+            }
+        }
+        if cfg.train.save_every.is_some_and(|k| state.step % k == 0)
+            || at_end
+            || state.step == stop_at
+        {
+            checkpoint::save(
+                out,
+                &state,
+                &adapter,
+                &optimizer,
+                &cfg.model.path.display().to_string(),
+                cfg.train.keep_last,
+            )?;
+        }
+    }
+
+    // 5. The product: a PEFT adapter in the run folder.
+    let adapter_dir = if state.step == total_steps {
+        let dir = out.join("adapter");
+        adapter.save(&dir, &cfg.model.path.display().to_string())?;
+        Some(dir)
+    } else {
+        None
+    };
+    Ok(TrainSummary {
+        steps: state.step,
+        total_steps,
+        output_dir: out.clone(),
+        adapter_dir,
+        last_metrics: last,
+        eval_metrics,
+        skipped_lists: skipped,
+    })
+}
+
+/// The reference of list `idx` under `mode`.
+fn pick_reference<'a>(
+    mode: ReferenceMode,
+    model: Option<&'a Model>,
+    cache: Option<&'a [Vec<f64>]>,
+    idx: usize,
+) -> Reference<'a> {
+    match (mode, model, cache) {
+        (ReferenceMode::Cache, _, Some(c)) => Reference::Given(&c[idx]),
+        (ReferenceMode::Model, Some(m), _) => Reference::Model(m),
+        (ReferenceMode::None, _, _) => Reference::None,
+        _ => Reference::DisabledAdapter,
+    }
+}
+
+/// Cached reference log-probs for the training and held-out lists (`reference.mode = "cache"`).
+type RefValues = Option<Vec<Vec<f64>>>;
+
+fn reference_cache(
+    cfg: &TrainConfig,
+    examples: &Examples,
+    reference: &Model,
+    dtype: DType,
+) -> TrainResult<(RefValues, RefValues)> {
+    let Examples::Lists { train, eval, .. } = examples else {
+        return Ok((None, None));
+    };
+    if cfg.reference.mode != ReferenceMode::Cache {
+        return Ok((None, None));
+    }
+    let mut h = Fnv::default();
+    model_identity(
+        cfg.reference.path.as_ref().unwrap_or(&cfg.model.path),
+        &mut h,
+    )?;
+    if cfg.reference.path.is_none() {
+        if let Some(dir) = &cfg.model.sft_adapter {
+            let f = dir.join("adapter_model.safetensors");
+            h.bytes(&std::fs::read(&f).map_err(|source| TrainError::Io {
+                path: f.display().to_string(),
+                source,
+            })?);
+        }
+    }
+    h.bytes(format!("{dtype:?}").as_bytes());
+    let out = &cfg.train.output_dir;
+    let (train_vals, eval_vals) = match &cfg.data.eval {
+        Some(eval_path) => {
+            let (t, how) = refcache::load_or_build(
+                &cfg.data.train,
+                out,
+                &train.iter().collect::<Vec<_>>(),
+                reference,
+                h.0,
+            )?;
+            eprintln!("reference cache: {how}");
+            let (e, how) = refcache::load_or_build(
+                eval_path,
+                out,
+                &eval.iter().collect::<Vec<_>>(),
+                reference,
+                h.0,
+            )?;
+            eprintln!("reference cache: {how}");
+            (t, e)
+        }
+        None => {
+            let all: Vec<&RenderedList> = train.iter().chain(eval).collect();
+            let (mut t, how) = refcache::load_or_build(&cfg.data.train, out, &all, reference, h.0)?;
+            eprintln!("reference cache: {how}");
+            let e = t.split_off(train.len());
+            (t, e)
+        }
+    };
+    Ok((Some(train_vals), Some(eval_vals)))
+}
+
+fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<Examples> {
+    let opts = LoadOptions {
+        missing: cfg.data.missing_rating,
+        drop_truthful_qa: cfg.data.drop_truthful_qa,
+        max_length: cfg.data.max_length,
+        max_prompt_length: cfg.data.max_prompt_length,
+        skip_invalid: cfg.data.skip_invalid,
+        dimensions: cfg.data.dimensions.clone(),
+        ..LoadOptions::default()
+    };
+    // Held-out split: the eval file, else the last `eval_fraction` of the training lists.
+    let split = |len: usize| len - ((len as f64) * cfg.data.eval_fraction).floor() as usize;
+    Ok(match cfg.train.stage {
+        Stage::Preference => {
+            let d = data::load_preferences(&cfg.data.train, tok, &opts)?;
+            let mut train = d.lists;
+            let eval = match &cfg.data.eval {
+                Some(p) => {
+                    let e = data::load_preferences(
+                        p,
+                        tok,
+                        &LoadOptions {
+                            dimensions: Some(d.dimensions.clone()),
+                            ..opts.clone()
+                        },
+                    )?;
+                    e.lists
+                }
+                None => train.split_off(split(train.len())),
+            };
+            Examples::Lists {
+                dims: d.dimensions,
+                train,
+                eval,
+            }
+        }
+        Stage::Sft => {
+            let d = data::load_sft(&cfg.data.train, tok, &opts)?;
+            let mut train = d.records;
+            let eval = match &cfg.data.eval {
+                Some(p) => data::load_sft(p, tok, &opts)?.records,
+                None => train.split_off(split(train.len())),
+            };
+            Examples::Sft { train, eval }
+        }
+    })
+}
+
+/// NLL on the trained positions of one SFT example (mean over them) and its gradients.
+fn sft_step(
+    model: &Model,
+    adapter: &Adapter,
+    ex: &RenderedSft,
+    dropout_seed: Option<u64>,
+    grad_scale: f64,
+) -> TrainResult<(f64, Vec<Tensor>)> {
+    // Position p is trained when its token is an assistant token; log-probs start at 1.
+    let weights: Vec<f32> = ex.train_mask[1..]
+        .iter()
+        .map(|&m| f32::from(u8::from(m)))
+        .collect();
+    let count: f32 = weights.iter().sum();
+    if count == 0.0 {
+        return Ok((
+            0.0,
+            adapter
+                .vars()
+                .iter()
+                .map(|v| v.as_tensor().zeros_like())
+                .collect::<candle_core::Result<_>>()?,
+        ));
+    }
+    let req = ScoreRequest {
+        ids: &ex.ids,
+        start: 1,
+    };
+    let scored = model.score(
+        &[req],
+        Some(LoraRun {
+            adapter,
+            dropout_seed,
+        }),
+        ScoreOptions::default(),
+    )?;
+    let w = Tensor::from_vec(weights, ex.ids.len() - 1, &model.device)?; // [T−1]
+    let nll = ((scored.token_logprobs * w)?.sum_all()? * (-1.0 / count as f64))?;
+    let loss: f32 = nll.to_scalar()?;
+    let store = (nll * grad_scale)?.backward()?;
+    let grads = adapter
+        .vars()
+        .iter()
+        .map(|v| {
+            store
+                .get(v.as_tensor())
+                .cloned()
+                .map_or_else(|| v.as_tensor().zeros_like(), Ok)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok((loss as f64, grads))
+}
+
+/// Loss and listwise metrics on the held-out examples, with the mean λ (uniform) and no dropout.
+#[allow(clippy::too_many_arguments)]
+fn evaluate<'r>(
+    cfg: &TrainConfig,
+    examples: &Examples,
+    model: &Model,
+    adapter: &Adapter,
+    objective: &Objective,
+    reference: &dyn Fn(usize) -> Reference<'r>,
+    log: &mut MetricsLog,
+    step: u64,
+) -> TrainResult<Option<serde_json::Value>> {
+    let mut acc = Accumulator::default();
+    match examples {
+        Examples::Lists { dims, eval, .. } => {
+            if eval.is_empty() {
+                return Ok(None);
+            }
+            let lambda = vec![1.0 / dims.len() as f64; dims.len()];
+            for (i, list) in eval.iter().enumerate() {
+                let mixed = mixed_target(
+                    &list.ratings,
+                    &lambda,
+                    cfg.loss.target_temperature,
+                    cfg.data.missing_rating,
+                )?;
+                let input = ListInput {
+                    prompt: &list.prompt_ids,
+                    responses: &list.responses,
+                    target: &mixed.target,
+                };
+                let sopts = StepOptions {
+                    chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
+                    dropout_seed: None,
+                    grad_scale: 1.0,
+                    backward: false,
+                    score: ScoreOptions::default(),
+                };
+                match list_step(model, adapter, objective, input, reference(i), sopts) {
+                    Ok(s) => acc.add_list(
+                        &s.output,
+                        &s.policy_logps,
+                        dims,
+                        &list.ratings,
+                        &mixed.lambda,
+                        cfg.loss.target_temperature,
+                    ),
+                    Err(TrainError::Math(MathError::NoPreference { .. })) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Examples::Sft { eval, .. } => {
+            if eval.is_empty() {
+                return Ok(None);
+            }
+            for ex in eval {
+                let weights: Vec<f32> = ex.train_mask[1..]
+                    .iter()
+                    .map(|&m| f32::from(u8::from(m)))
+                    .collect();
+                let count: f32 = weights.iter().sum();
+                if count == 0.0 {
+                    continue;
+                }
+                let s = model.score(
+                    &[ScoreRequest {
+                        ids: &ex.ids,
+                        start: 1,
+                    }],
+                    Some(LoraRun {
+                        adapter,
+                        dropout_seed: None,
+                    }),
+                    ScoreOptions::default(),
+                )?;
+                let lp: Vec<f32> = s.token_logprobs.to_vec1()?;
+                let nll: f32 = -lp.iter().zip(&weights).map(|(a, b)| a * b).sum::<f32>() / count;
+                acc.add("loss", nll as f64);
+            }
+        }
+    }
+    let mut record = serde_json::Map::new();
+    record.insert("step".into(), step.into());
+    for (k, v) in acc.means() {
+        record.insert(format!("eval/{k}"), v.into());
+    }
+    let value = serde_json::Value::Object(record);
+    log.write(&value)?;
+    Ok(Some(value))
+}
+
+fn check_finite(loss: f64, step: u64, source: &str) -> TrainResult<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::NonFinite {
+            step,
+            value: loss,
+            source_id: source.to_string(),
+        })
+    }
+}
+
+/// The list at cursor position `seen`: epochs are seeded permutations of 0..n.
+fn cursor_index(seen: u64, n: u64, seed: u64) -> usize {
+    let epoch = seen / n;
+    let mut order: Vec<usize> = (0..n as usize).collect();
+    let mut rng = Rng::seed_from_u64(mix(seed, 0xE90C_0000 ^ epoch));
+    for i in (1..order.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    order[(seen % n) as usize]
+}
+
+/// A 64-bit mix of two values (SplitMix64 finaliser), for derived seeds.
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,189 @@
+//! One preference list through the model: policy log-probs with a graph, reference log-probs,
+//! the loss and `∂L/∂ℓ` from the math crate, and the surrogate backward (DESIGN.md §2).
+//!
+//! ```text
+//! g_i = ∂L/∂ℓ_θ(y_i)            (math crate, exact, f64)
+//! surrogate = scale · Σ_i g_i · ℓ_θ(y_i)      (g detached)  ⇒  ∇_θ surrogate = scale · ∇_θ L
+//! ```
+//!
+//! With `chunk_size < N` the list is processed in two passes (GradCache): first every chunk
+//! without keeping its graph to get all ℓ_θ and hence g, then each chunk again with a graph,
+//! back-propagating its share of the surrogate — peak memory is one chunk's activations. LoRA
+//! dropout masks are a pure function of (seed, chunk), so both passes see identical masks and the
+//! result equals the one-pass gradient.
+
+use candle_core::{DType, Tensor};
+use lambda_dpo_math::{LossInput, LossOutput, Objective, Target};
+use lambda_dpo_model::{Adapter, LoraRun, Model, ScoreOptions, ScoreRequest};
+
+use crate::train::error::TrainResult;
+
+/// Where the reference log-probs `ℓ_ref` come from for one list.
+#[derive(Debug, Clone, Copy)]
+pub enum Reference<'a> {
+    /// The same model with the adapter disabled (no second copy of the weights).
+    DisabledAdapter,
+    /// A separate model (e.g. the SFT model), run without adapter.
+    Model(&'a Model),
+    /// Precomputed values (the reference cache), one per response.
+    Given(&'a [f64]),
+    /// Reference-free: `ℓ_ref = 0` (the authors' LoRA runs; SimPO/ORPO ignore it anyway).
+    None,
+}
+
+/// One preference list: a prompt and N responses (token ids), and its target.
+#[derive(Debug, Clone, Copy)]
+pub struct ListInput<'a> {
+    pub prompt: &'a [u32],
+    pub responses: &'a [Vec<u32>],
+    pub target: &'a Target,
+}
+
+/// Settings of one list step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOptions {
+    /// Responses per forward; `≥ N` is the one-pass path.
+    pub chunk_size: usize,
+    /// LoRA dropout seed for this list (`None`: no dropout, e.g. evaluation).
+    pub dropout_seed: Option<u64>,
+    /// Multiplies the gradient (1 / gradient-accumulation steps).
+    pub grad_scale: f64,
+    /// `false` for evaluation: loss and statistics only, no graph kept, no gradients.
+    pub backward: bool,
+    pub score: ScoreOptions,
+}
+
+/// What one list produced.
+#[derive(Debug)]
+pub struct ListStep {
+    pub output: LossOutput,
+    pub policy_logps: Vec<f64>,
+    pub reference_logps: Option<Vec<f64>>,
+    pub lengths: Vec<usize>,
+    /// `scale · ∂L/∂v` for every adapter var, in `adapter.named_vars()` order (empty when
+    /// `backward` was off).
+    pub grads: Vec<Tensor>,
+}
+
+/// Loss, statistics and gradients of one list (see the module docs).
+pub fn list_step(
+    model: &Model,
+    adapter: &Adapter,
+    objective: &Objective,
+    list: ListInput<'_>,
+    reference: Reference<'_>,
+    opts: StepOptions,
+) -> TrainResult<ListStep> {
+    let ids: Vec<Vec<u32>> = list
+        .responses
+        .iter()
+        .map(|r| list.prompt.iter().chain(r).copied().collect())
+        .collect();
+    let start = list.prompt.len();
+    let lengths: Vec<usize> = list.responses.iter().map(Vec::len).collect();
+    let chunk = opts.chunk_size.max(1);
+    let chunks: Vec<std::ops::Range<usize>> = (0..ids.len())
+        .step_by(chunk)
+        .map(|s| s..(s + chunk).min(ids.len()))
+        .collect();
+    let requests = |r: &std::ops::Range<usize>| -> Vec<ScoreRequest<'_>> {
+        ids[r.clone()]
+            .iter()
+            .map(|ids| ScoreRequest { ids, start })
+            .collect()
+    };
+    // Dropout seed per chunk, so pass 1 and pass 2 apply the same masks.
+    let run = |c: usize| LoraRun {
+        adapter,
+        dropout_seed: opts
+            .dropout_seed
+            .map(|s| s ^ (c as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)),
+    };
+
+    // Pass 1 (or the only pass): policy log-probs, keeping the graph only when one chunk.
+    let mut policy = Vec::with_capacity(ids.len());
+    let mut kept: Option<Tensor> = None;
+    for (c, r) in chunks.iter().enumerate() {
+        let sums = model.score(&requests(r), Some(run(c)), opts.score)?.sums; // [K]
+        policy.extend(to_f64(&sums)?);
+        if chunks.len() == 1 && opts.backward {
+            kept = Some(sums);
+        }
+    }
+    let reference_logps = match reference {
+        Reference::DisabledAdapter => Some(reference_logps(model, &chunks, &requests, opts.score)?),
+        Reference::Model(m) => Some(reference_logps(m, &chunks, &requests, opts.score)?),
+        Reference::Given(v) => Some(v.to_vec()),
+        Reference::None => None,
+    };
+    let output = objective.compute(&LossInput {
+        policy_logps: &policy,
+        reference_logps: reference_logps.as_deref(),
+        lengths: &lengths,
+        target: list.target,
+    })?;
+
+    if !opts.backward {
+        return Ok(ListStep {
+            output,
+            policy_logps: policy,
+            reference_logps,
+            lengths,
+            grads: Vec::new(),
+        });
+    }
+    // Surrogate backward, chunk by chunk.
+    let vars = adapter.named_vars();
+    let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
+    for (c, r) in chunks.iter().enumerate() {
+        let sums = match kept.take() {
+            Some(s) => s,
+            None => model.score(&requests(r), Some(run(c)), opts.score)?.sums,
+        };
+        let g: Vec<f32> = output.grad[r.clone()]
+            .iter()
+            .map(|&g| (g * opts.grad_scale) as f32)
+            .collect();
+        let g = Tensor::from_vec(g, r.len(), sums.device())?; // [K], constant
+        let surrogate = (sums * g)?.sum_all()?;
+        let store = surrogate.backward()?;
+        for (slot, (_, var)) in grads.iter_mut().zip(&vars) {
+            if let Some(gv) = store.get(var.as_tensor()) {
+                *slot = Some(match slot.take() {
+                    Some(acc) => (acc + gv)?,
+                    None => gv.clone(),
+                });
+            }
+        }
+    }
+    let grads = grads
+        .into_iter()
+        .zip(&vars)
+        .map(|(g, (_, v))| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(ListStep {
+        output,
+        policy_logps: policy,
+        reference_logps,
+        lengths,
+        grads,
+    })
+}
+
+/// Reference log-probs without adapter (no graph: the base weights are not variables).
+fn reference_logps<'r>(
+    model: &Model,
+    chunks: &[std::ops::Range<usize>],
+    requests: &dyn Fn(&std::ops::Range<usize>) -> Vec<ScoreRequest<'r>>,
+    score: ScoreOptions,
+) -> TrainResult<Vec<f64>> {
+    let mut out = Vec::new();
+    for r in chunks {
+        out.extend(to_f64(&model.score(&requests(r), None, score)?.sums)?);
+    }
+    Ok(out)
+}
+
+fn to_f64(t: &Tensor) -> TrainResult<Vec<f64>> {
+    Ok(t.detach().to_dtype(DType::F64)?.to_vec1()?)
+}

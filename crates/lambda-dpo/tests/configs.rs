@@ -1,0 +1,78 @@
+//! Every preset in configs/ parses and validates, and config errors name the field.
+
+use std::path::PathBuf;
+
+use lambda_dpo::train::TrainConfig;
+
+fn configs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+}
+
+#[test]
+fn every_preset_parses_and_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(configs()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            TrainConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 9, "{n} presets");
+}
+
+#[test]
+fn defaults_are_the_paper_recipe_and_overrides_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("run.toml");
+    std::fs::write(&p, "[model]\npath = \"m\"\n[data]\ntrain = \"d.jsonl\"\n").unwrap();
+    let c = TrainConfig::load(&p, &[]).unwrap();
+    assert_eq!(
+        (
+            c.lora.r,
+            c.train.learning_rate,
+            c.train.batch_size,
+            c.train.grad_accum,
+            c.train.epochs
+        ),
+        (8, 5e-6, 1, 8, 5)
+    );
+    assert_eq!(c.train.warmup_ratio, 0.1);
+    assert_eq!(c.loss.loss, lambda_dpo_math::Loss::lambda_dpo());
+    assert_eq!(c.data.max_length, 2048);
+    let c = TrainConfig::load(
+        &p,
+        &[
+            "train.learning_rate=1e-4".into(),
+            "loss.type=dpo".into(),
+            "train.output_dir=runs/x".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.train.learning_rate, 1e-4);
+    assert_eq!(c.loss.loss, lambda_dpo_math::Loss::dpo());
+    assert!(c.train.output_dir.ends_with("runs/x"));
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    let cases = [
+        ("[train]\nlearning_rate = -1.0", "train.learning_rate"),
+        ("[train]\nlearnin_rate = 1.0", "learnin_rate"),
+        ("[lora]\ntargets = [\"qkv\"]", "lora.targets"),
+        ("[loss]\ntype = \"dpo\"\nbta = 0.1", "loss.bta"),
+        ("[reference]\nmode = \"model\"", "reference.path"),
+        ("[loss]\ntype = \"lambda-dpo\"\nbeta = -0.1", "beta"),
+    ];
+    for (extra, field) in cases {
+        std::fs::write(
+            &p,
+            format!("[model]\npath = \"m\"\n[data]\ntrain = \"d.jsonl\"\n{extra}\n"),
+        )
+        .unwrap();
+        let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+        assert!(e.contains(field) && e.contains("bad.toml"), "{extra}: {e}");
+    }
+}

@@ -1,0 +1,307 @@
+//! The training loop end to end on the tiny Qwen2 fixture and a synthetic listwise file:
+//! first-step loss ln N (λ-DPO) and ln 2 (DPO), learning in 40 steps (training loss down,
+//! held-out top-1 up), and kill-and-resume giving a bit-identical adapter.
+
+use std::path::{Path, PathBuf};
+
+use lambda_dpo::train::{train, RunOptions, TrainConfig};
+
+fn fixture_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lambda-dpo-model/tests/fixtures/qwen2/model")
+}
+
+/// Lists of 4 responses where quality is visible in the tokens: the better a response, the
+/// more copies of token 17 it has; two dimensions agree on the order.
+fn write_data(path: &Path, n: usize, seed: u64) {
+    let mut x = seed;
+    let mut rnd = |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let mut out = String::new();
+    for _ in 0..n {
+        let prompt: Vec<u64> = (0..6).map(|_| 30 + rnd(600)).collect();
+        let mut responses = Vec::new();
+        for q in 0..4u64 {
+            let mut ids: Vec<u64> = (0..5).map(|_| 30 + rnd(600)).collect();
+            for _ in 0..q {
+                let at = rnd(ids.len() as u64 + 1) as usize;
+                ids.insert(at, 17);
+            }
+            responses.push(
+                serde_json::json!({"ids": ids, "scores": {"helpfulness": q + 1, "honesty": q + 2}}),
+            );
+        }
+        // Shuffle the order so position carries no signal.
+        for i in (1..4).rev() {
+            let j = rnd(i as u64 + 1) as usize;
+            responses.swap(i, j);
+        }
+        out.push_str(
+            &serde_json::json!({"prompt_ids": prompt, "responses": responses}).to_string(),
+        );
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn config(dir: &Path, out: &str, extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+[model]
+path = "{model}"
+[data]
+train = "train.jsonl"
+eval = "eval.jsonl"
+[lora]
+r = 4
+alpha = 8.0
+[train]
+output_dir = "{out}"
+learning_rate = 0.01
+max_steps = 40
+grad_accum = 2
+warmup_ratio = 0.0
+lr_schedule = "constant"
+seed = 7
+{extra}
+"#,
+        model = fixture_model().display()
+    );
+    let cfg_path = dir.join(format!("{out}.toml"));
+    std::fs::write(&cfg_path, text).unwrap();
+    TrainConfig::load(&cfg_path, &[]).unwrap()
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(&dir.path().join("train.jsonl"), 16, 1);
+    write_data(&dir.path().join("eval.jsonl"), 8, 2);
+    dir
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn first_step_loss_is_ln_n_then_training_learns() {
+    let dir = setup();
+    let cfg = config(dir.path(), "run", "eval_every = 40");
+    let summary = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(summary.steps, 40);
+    let m = metrics(&cfg.train.output_dir);
+    let steps: Vec<&serde_json::Value> = m.iter().filter(|r| r.get("loss").is_some()).collect();
+    let first = steps[0]["loss"].as_f64().unwrap();
+    assert!(
+        (first - 4f64.ln()).abs() < 1e-12,
+        "first-step loss {first} ≠ ln 4"
+    );
+    let early: f64 = steps[..5]
+        .iter()
+        .map(|r| r["loss"].as_f64().unwrap())
+        .sum::<f64>()
+        / 5.0;
+    let late: f64 = steps[35..]
+        .iter()
+        .map(|r| r["loss"].as_f64().unwrap())
+        .sum::<f64>()
+        / 5.0;
+    assert!(
+        late < early - 0.05,
+        "training loss did not go down: {early} → {late}"
+    );
+    let eval = summary.eval_metrics.unwrap();
+    let top1 = eval["eval/listwise/top1"].as_f64().unwrap();
+    assert!(top1 > 0.5, "held-out top-1 agreement {top1} (chance 0.25)");
+    // TRL's metric names are there, and the per-dimension listwise ones.
+    for key in [
+        "rewards/chosen",
+        "rewards/margins",
+        "grad_norm",
+        "learning_rate",
+        "listwise/kendall/helpfulness",
+        "lambda/honesty",
+        "tokens_per_second",
+        "peak_rss_mb",
+    ] {
+        assert!(steps[3].get(key).is_some(), "missing metric {key}");
+    }
+    assert!(summary
+        .adapter_dir
+        .unwrap()
+        .join("adapter_model.safetensors")
+        .is_file());
+    assert!(cfg.train.output_dir.join("config.resolved.toml").is_file());
+}
+
+#[test]
+fn dpo_first_step_is_ln_2() {
+    let dir = setup();
+    let mut cfg = config(dir.path(), "dpo", "");
+    cfg.loss.loss = lambda_dpo_math::Loss::dpo();
+    cfg.train.max_steps = Some(1);
+    train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let first = metrics(&cfg.train.output_dir)[0]["loss"].as_f64().unwrap();
+    assert!((first - 2f64.ln()).abs() < 1e-12, "{first}");
+}
+
+#[test]
+fn killed_and_resumed_run_gives_bit_identical_adapter() {
+    let dir = setup();
+    let extra = "max_steps = 6\nsave_every = 2";
+    let full = config(dir.path(), "full", &extra.replace("max_steps = 6\n", ""));
+    let mut full = full;
+    full.train.max_steps = Some(6);
+    train(&full, &RunOptions::default(), &mut |_| {}).unwrap();
+
+    let mut part = config(dir.path(), "part", "save_every = 2");
+    part.train.max_steps = Some(6);
+    let stopped = train(
+        &part,
+        &RunOptions {
+            resume: false,
+            stop_after: Some(3),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(stopped.steps, 3);
+    assert!(stopped.adapter_dir.is_none());
+    let resumed = train(
+        &part,
+        &RunOptions {
+            resume: true,
+            stop_after: None,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.steps, 6);
+    let a = std::fs::read(
+        full.train
+            .output_dir
+            .join("adapter/adapter_model.safetensors"),
+    )
+    .unwrap();
+    let b = std::fs::read(
+        part.train
+            .output_dir
+            .join("adapter/adapter_model.safetensors"),
+    )
+    .unwrap();
+    assert!(a == b, "resumed adapter differs from the uninterrupted one");
+}
+
+#[test]
+fn cached_reference_equals_disabled_adapter_and_is_rebuilt_on_change() {
+    let dir = setup();
+    let mut plain = config(dir.path(), "plain", "");
+    plain.train.max_steps = Some(3);
+    let mut cached = config(dir.path(), "cached", "");
+    cached.train.max_steps = Some(3);
+    cached.reference.mode = lambda_dpo::train::config::ReferenceMode::Cache;
+    train(&plain, &RunOptions::default(), &mut |_| {}).unwrap();
+    train(&cached, &RunOptions::default(), &mut |_| {}).unwrap();
+    let cache = dir.path().join("train.jsonl.refcache.json");
+    assert!(cache.is_file(), "cache written beside the data");
+    let a = std::fs::read(
+        plain
+            .train
+            .output_dir
+            .join("adapter/adapter_model.safetensors"),
+    )
+    .unwrap();
+    let b = std::fs::read(
+        cached
+            .train
+            .output_dir
+            .join("adapter/adapter_model.safetensors"),
+    )
+    .unwrap();
+    assert!(
+        a == b,
+        "the cached reference must give exactly the disabled-adapter run"
+    );
+    let fp = |p: &Path| {
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap()).unwrap()
+            ["fingerprint"]
+            .clone()
+    };
+    let first = fp(&cache);
+    // Other truncation ⇒ other tokens ⇒ other fingerprint: the cache is rebuilt, not trusted.
+    cached.data.max_length = 12;
+    cached.train.output_dir = dir.path().join("cached2");
+    train(&cached, &RunOptions::default(), &mut |_| {}).unwrap();
+    assert_ne!(fp(&cache), first);
+}
+
+#[test]
+fn sft_adapter_is_merged_so_the_reference_is_the_sft_model() {
+    let dir = setup();
+    let adapter = fixture_model().parent().unwrap().join("adapter");
+    // Continuing the adapter itself with a disabled-adapter reference is refused (#8459).
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\npath = \"{}\"\nadapter = \"{}\"\n[data]\ntrain = \"train.jsonl\"\n",
+            fixture_model().display(),
+            adapter.display()
+        ),
+    )
+    .unwrap();
+    let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+    assert!(e.contains("8459") && e.contains("sft_adapter"), "{e}");
+    // Merged: policy (SFT + fresh adapter) equals the reference (SFT) at step 0 ⇒ ln N.
+    let mut cfg = config(dir.path(), "handoff", "");
+    cfg.model.sft_adapter = Some(adapter);
+    cfg.train.max_steps = Some(1);
+    train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let first = metrics(&cfg.train.output_dir)[0]["loss"].as_f64().unwrap();
+    assert!((first - 4f64.ln()).abs() < 1e-12, "{first}");
+}
+
+#[test]
+fn sft_stage_trains_on_assistant_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..6 {
+        lines.push_str(
+            &serde_json::json!({"messages": [
+                {"role": "user", "content": format!("Say the word number {i}.")},
+                {"role": "assistant", "content": "The word is banana."}
+            ]})
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(dir.path().join("sft.jsonl"), lines).unwrap();
+    let text = format!(
+        "[model]\npath = \"{}\"\n[data]\ntrain = \"sft.jsonl\"\n[lora]\nr = 4\n[train]\nstage = \"sft\"\noutput_dir = \"sft-run\"\nlearning_rate = 0.01\nmax_steps = 12\ngrad_accum = 2\nwarmup_ratio = 0.0\nlr_schedule = \"constant\"\n",
+        fixture_model().display()
+    );
+    std::fs::write(dir.path().join("sft.toml"), text).unwrap();
+    let cfg = TrainConfig::load(&dir.path().join("sft.toml"), &[]).unwrap();
+    train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let m = metrics(&cfg.train.output_dir);
+    let losses: Vec<f64> = m
+        .iter()
+        .filter_map(|r| r.get("loss").and_then(|v| v.as_f64()))
+        .collect();
+    assert!(
+        losses[0] > 1.0,
+        "random model starts far from the answer: {}",
+        losses[0]
+    );
+    assert!(
+        losses[losses.len() - 1] < losses[0] * 0.5,
+        "SFT loss did not fall: {losses:?}"
+    );
+}

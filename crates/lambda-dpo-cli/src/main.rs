@@ -9,6 +9,7 @@ mod logprobs;
 mod progress;
 mod runtime;
 mod schedule;
+mod score_cmd;
 mod train_cmd;
 
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Inspect and convert data files (preference lists, pairs, SFT conversations).
     Data(data_cmd::DataArgs),
+    /// Evaluate a preference objective without training (policy vs reference log-probs, target, loss).
+    Score(score_cmd::ScoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Data(args) => data_cmd::run(args),
         Command::Schedule(args) => schedule::run(args),
         Command::Train(args) => train_cmd::run(args),
+        Command::Score(args) => score_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

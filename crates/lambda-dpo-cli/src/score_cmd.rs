@@ -1,0 +1,662 @@
+//! `lambda-dpo score`: evaluates a preference objective on a data file without training — for
+//! checking a run, and for comparing models or adapters on the same lists.
+//!
+//! ```text
+//! for each list (prompt x, responses y_1..y_N, ratings r_k):
+//!     ℓ_θ(y_i)    policy log-prob   (--model + --adapter; the base alone without --adapter)
+//!     ℓ_ref(y_i)  reference log-prob:
+//!                   default          --model with the adapter disabled
+//!                   --ref-model M    M (+ --ref-adapter A)
+//!                   --ref-adapter A  --model + A
+//!                   --reference-free zeros
+//!     p^λ         = Σ_k λ_k softmax(r_k / T)                          (paper Eq. 9, 13)
+//!     loss, P_θ   from the math crate, e.g. λ-DPO: P_θ = softmax(β(x − x_ref)),
+//!                 L = − Σ_i p^λ_i log P_θ(i)                          (Eq. 7, 10)
+//! ```
+//!
+//! One JSON line per list on stdout (or `--output`): `source`, `loss`, `policy_logps`,
+//! `ref_logps` (null when reference-free), `target` (p^λ), `model_probs` (softmax of the
+//! implicit rewards), plus `rewards`, `lengths` and the λ actually used. Log-probs are always the
+//! *sums* over response tokens; `--logp mean` divides by `lengths` inside the loss. A summary
+//! (mean loss, top-1 agreement with p^λ and with each dimension's ratings) goes to stderr.
+//!
+//! The forward pass is the trainer's own (`train::list_step` with `backward: false`), so what
+//! `score` reports is exactly what training optimises. Bad input (data, λ, flags that do not fit
+//! the loss) is an [`InputError`] (exit code 2).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lambda_dpo::data::{self, DataError, LambdaSpec, LoadOptions, MissingPolicy, RenderedList};
+use lambda_dpo::train::{list_step, ListInput, Reference, StepOptions, TrainError};
+use lambda_dpo_math::rank::top1_agreement;
+use lambda_dpo_math::{mixed_target, LogpMode, Loss, MathError, Objective};
+use lambda_dpo_model::{
+    Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest, Tokenizer,
+};
+
+use crate::input_error::InputError;
+use crate::progress::tokens_bar;
+use crate::runtime::{device, parse_dtype};
+
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// Policy model folder (Hugging Face layout); its tokenizer renders text data.
+    #[arg(long)]
+    model: PathBuf,
+    /// PEFT LoRA adapter applied on top of --model for the policy (default: the base alone).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Reference model folder (e.g. the SFT model). Default: --model with the adapter disabled.
+    #[arg(long, conflicts_with = "reference_free")]
+    ref_model: Option<PathBuf>,
+    /// PEFT LoRA adapter for the reference, on --ref-model (or on --model when no --ref-model).
+    #[arg(long, conflicts_with = "reference_free")]
+    ref_adapter: Option<PathBuf>,
+    /// Reference log-probs are zeros (the λ-DPO authors' LoRA runs).
+    #[arg(long)]
+    reference_free: bool,
+    /// Preference data file (any supported format: listwise, UltraFeedback, TRL pairs, …).
+    #[arg(long)]
+    data: PathBuf,
+    /// The objective: λ-DPO (the paper), a pairwise baseline, or a listwise rival.
+    #[arg(long, value_enum, default_value = "lambda-dpo")]
+    loss: LossName,
+    /// λ over the data's dimensions: `uniform`, `helpfulness=0.7,honesty=0.3`, or weights in
+    /// the data's dimension order. Non-negative; normalised to sum 1.
+    #[arg(long, default_value = "uniform")]
+    lambda: String,
+    /// β (ORPO: λ_or). Default: the loss's own (0.1; SimPO 2.0).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// SimPO's target margin γ (default 1.0).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// How a response's log-prob enters the loss: sum (paper) or mean (authors' code).
+    /// IPO, SimPO and ORPO always use per-token means. Default: sum.
+    #[arg(long, value_enum)]
+    logp: Option<LogpArg>,
+    /// Temperature T of the per-dimension target softmax(r/T) (paper Eq. 13); 0 = argmax.
+    #[arg(long, default_value_t = 1.0)]
+    target_temperature: f64,
+    /// Missing ratings: `drop` (leave the dimension out for that prompt, renormalise λ),
+    /// `error`, or a default rating (the authors' code uses 1).
+    #[arg(long, default_value = "drop", value_parser = parse_missing)]
+    missing: MissingPolicy,
+    /// Longest prompt + response in tokens (longer ones are truncated as in training).
+    #[arg(long, default_value_t = 2048)]
+    max_length: usize,
+    /// JSONL output, one line per list (default: stdout). Written atomically.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Compute dtype: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+/// `--loss` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LossName {
+    #[value(alias = "lambda_dpo")]
+    LambdaDpo,
+    Dpo,
+    #[value(alias = "robust_dpo")]
+    RobustDpo,
+    Ipo,
+    Simpo,
+    Orpo,
+    #[value(alias = "list_mle")]
+    ListMle,
+    #[value(alias = "lipo_lambda", alias = "lipo")]
+    LipoLambda,
+}
+
+/// `--logp` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogpArg {
+    Sum,
+    Mean,
+}
+
+/// Where the reference log-probs come from, resolved from the flags.
+enum RefSource {
+    /// The policy model with its adapter disabled.
+    DisabledAdapter,
+    /// A separate model, no adapter.
+    Model(Model),
+    /// A model (the policy's base when `None`) with its own adapter.
+    Adapted(Option<Model>, Adapter),
+    /// Zeros.
+    Free,
+}
+
+impl RefSource {
+    fn describe(&self, args: &ScoreArgs) -> String {
+        let show = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        };
+        match self {
+            RefSource::DisabledAdapter => {
+                format!("{} with the adapter disabled", args.model.display())
+            }
+            RefSource::Model(_) => show(&args.ref_model),
+            RefSource::Adapted(Some(_), _) => {
+                format!("{} + {}", show(&args.ref_model), show(&args.ref_adapter))
+            }
+            RefSource::Adapted(None, _) => {
+                format!("{} + {}", args.model.display(), show(&args.ref_adapter))
+            }
+            RefSource::Free => "none (reference-free)".into(),
+        }
+    }
+}
+
+pub fn run(args: &ScoreArgs) -> Result<()> {
+    // 1. Flags → objective and λ spec, before anything is loaded.
+    let loss = resolve_loss(args)?;
+    let objective = Objective::new(loss);
+    let lambda_spec = LambdaSpec::parse(&args.lambda, Path::new("--lambda")).map_err(data_error)?;
+    if !(args.target_temperature >= 0.0 && args.target_temperature.is_finite()) {
+        return Err(InputError::new(
+            "--target-temperature",
+            None,
+            None,
+            format!("expected T ≥ 0, found {}", args.target_temperature),
+        )
+        .hint("T = 1 is the paper's default; 0 is the hard argmax")
+        .into());
+    }
+    let dtype = parse_dtype(&args.dtype)?;
+    let device = device()?;
+
+    // 2. Data first: a bad file should fail before the models load.
+    let tokenizer = Tokenizer::from_dir(&args.model)
+        .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
+    let opts = LoadOptions {
+        missing: args.missing,
+        max_length: args.max_length,
+        ..LoadOptions::default()
+    };
+    let data = data::load_preferences(&args.data, &tokenizer, &opts).map_err(data_error)?;
+    let dims = data.dimensions.clone();
+    let lambda = lambda_spec
+        .weights(&dims, Path::new("--lambda"))
+        .map_err(data_error)?;
+    if data.lists.is_empty() {
+        return Err(InputError::new(&args.data, None, None, "no usable preference list").into());
+    }
+
+    // 3. Models. Without --adapter the policy is the base itself: an adapter on no projection.
+    let model = Model::load(&args.model, dtype, &device)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let adapter = match &args.adapter {
+        Some(dir) => Adapter::load(dir, &model.config, &device)
+            .with_context(|| format!("loading adapter {}", dir.display()))?,
+        None => {
+            let empty = LoraConfig {
+                targets: Vec::new(),
+                ..LoraConfig::default()
+            };
+            Adapter::new(&model.config, empty, 0, &device)?
+        }
+    };
+    let reference = resolve_reference(args, &loss, dtype, &device, &model)?;
+    let mut vocab = model.config.vocab_size;
+    match &reference {
+        RefSource::Model(m) | RefSource::Adapted(Some(m), _) => {
+            vocab = vocab.min(m.config.vocab_size)
+        }
+        _ => {}
+    }
+    for list in &data.lists {
+        check_list(&args.data, list, vocab)?;
+    }
+    eprintln!(
+        "scoring {} lists from {} with {}{} ({}; dimensions: {}; λ = [{}]); reference: {}",
+        data.lists.len(),
+        args.data.display(),
+        args.model.display(),
+        args.adapter
+            .as_ref()
+            .map_or(String::new(), |a| format!(" + {}", a.display())),
+        describe_loss(&loss),
+        dims.join(", "),
+        lambda
+            .iter()
+            .map(|w| format!("{w:.4}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        reference.describe(args),
+    );
+    if args.adapter.is_none()
+        && matches!(reference, RefSource::DisabledAdapter)
+        && loss.uses_reference()
+    {
+        eprintln!("note: no --adapter and no --ref-model: policy and reference are the same model, so every implicit reward is 0");
+    }
+
+    // 4. One list at a time: target, reference, the trainer's forward and loss.
+    let total: u64 = data
+        .lists
+        .iter()
+        .map(|l| {
+            l.responses
+                .iter()
+                .map(|r| (r.len() + l.prompt_ids.len()) as u64)
+                .sum::<u64>()
+        })
+        .sum();
+    let bar = tokens_bar(total, "score");
+    let mut out = Vec::new();
+    let mut summary = Summary::new(&dims);
+    for list in &data.lists {
+        let mixed = mixed_target(
+            &list.ratings,
+            &lambda,
+            args.target_temperature,
+            args.missing,
+        )
+        .map_err(|e| {
+            at_list(&args.data, list, "scores", e.to_string()).hint(
+                "`--missing 1` substitutes a rating for missing ones (the authors' code); \
+                     `lambda-dpo data inspect FILE` shows them",
+            )
+        })?;
+        let given;
+        let reference_for_step = match &reference {
+            RefSource::DisabledAdapter => Reference::DisabledAdapter,
+            RefSource::Model(m) => Reference::Model(m),
+            RefSource::Adapted(m, a) => {
+                given = adapted_logps(m.as_ref().unwrap_or(&model), a, list)?;
+                Reference::Given(&given)
+            }
+            RefSource::Free => Reference::None,
+        };
+        let input = ListInput {
+            prompt: &list.prompt_ids,
+            responses: &list.responses,
+            target: &mixed.target,
+        };
+        let step_opts = StepOptions {
+            chunk_size: usize::MAX,
+            dropout_seed: None,
+            grad_scale: 1.0,
+            backward: false,
+            score: ScoreOptions::default(),
+        };
+        bar.inc(
+            list.responses
+                .iter()
+                .map(|r| (r.len() + list.prompt_ids.len()) as u64)
+                .sum(),
+        );
+        let step = match list_step(
+            &model,
+            &adapter,
+            &objective,
+            input,
+            reference_for_step,
+            step_opts,
+        ) {
+            Ok(s) => s,
+            // Pairwise losses need a best and a worst response; a constant target has none.
+            Err(TrainError::Math(MathError::NoPreference { .. })) => {
+                summary.skipped.push(list.source.clone());
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("scoring {}", list.source)),
+        };
+        let stats = &step.output.stats;
+        summary.add(
+            step.output.loss,
+            stats.top1_agreement,
+            &stats.rewards,
+            &list.ratings,
+        );
+        let line = serde_json::json!({
+            "source": list.source,
+            "loss": step.output.loss,
+            "policy_logps": step.policy_logps,
+            "ref_logps": step.reference_logps,
+            "target": mixed.target.probs,
+            "model_probs": stats.model_probs,
+            "rewards": stats.rewards,
+            "lengths": step.lengths,
+            "lambda": mixed.lambda,
+        });
+        serde_json::to_writer(&mut out, &line)?;
+        out.push(b'\n');
+    }
+    bar.finish_and_clear();
+
+    match &args.output {
+        Some(path) => lambda_dpo_model::io::write_atomic(path, &out)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?,
+    }
+    eprint!("{}", summary.report());
+    if let Some(path) = &args.output {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--loss`, `--beta`, `--gamma`, `--logp` → a validated [`Loss`].
+fn resolve_loss(args: &ScoreArgs) -> Result<Loss> {
+    let mode = match args.logp.unwrap_or(LogpArg::Sum) {
+        LogpArg::Sum => LogpMode::Sum,
+        LogpArg::Mean => LogpMode::Mean,
+    };
+    let defaults = match args.loss {
+        LossName::LambdaDpo => Loss::lambda_dpo(),
+        LossName::Dpo => Loss::dpo(),
+        LossName::RobustDpo => Loss::robust_dpo(),
+        LossName::Ipo => Loss::ipo(),
+        LossName::Simpo => Loss::simpo(),
+        LossName::Orpo => Loss::orpo(),
+        LossName::ListMle => Loss::list_mle(),
+        LossName::LipoLambda => Loss::lipo_lambda(),
+    };
+    let fixed_mean = matches!(args.loss, LossName::Ipo | LossName::Simpo | LossName::Orpo);
+    if fixed_mean && args.logp.is_some() {
+        return Err(InputError::new(
+            "--logp",
+            None,
+            None,
+            format!(
+                "{} is defined on per-token mean log-probs; --logp does not apply",
+                defaults.name()
+            ),
+        )
+        .hint("leave --logp out for ipo, simpo and orpo")
+        .into());
+    }
+    if args.gamma.is_some() && args.loss != LossName::Simpo {
+        return Err(InputError::new(
+            "--gamma",
+            None,
+            None,
+            "γ is SimPO's margin; it does not apply to this loss",
+        )
+        .hint("use --gamma with --loss simpo")
+        .into());
+    }
+    let loss = match defaults {
+        Loss::LambdaDpo { beta, .. } => Loss::LambdaDpo {
+            beta: args.beta.unwrap_or(beta),
+            mode,
+        },
+        Loss::Dpo {
+            beta,
+            label_smoothing,
+            ..
+        } => Loss::Dpo {
+            beta: args.beta.unwrap_or(beta),
+            label_smoothing,
+            mode,
+        },
+        Loss::RobustDpo {
+            beta,
+            label_smoothing,
+            ..
+        } => Loss::RobustDpo {
+            beta: args.beta.unwrap_or(beta),
+            label_smoothing,
+            mode,
+        },
+        Loss::Ipo { beta } => Loss::Ipo {
+            beta: args.beta.unwrap_or(beta),
+        },
+        Loss::Simpo { beta, gamma } => Loss::Simpo {
+            beta: args.beta.unwrap_or(beta),
+            gamma: args.gamma.unwrap_or(gamma),
+        },
+        Loss::Orpo { lambda_or } => Loss::Orpo {
+            lambda_or: args.beta.unwrap_or(lambda_or),
+        },
+        Loss::ListMle { beta, .. } => Loss::ListMle {
+            beta: args.beta.unwrap_or(beta),
+            mode,
+        },
+        Loss::LipoLambda { beta, .. } => Loss::LipoLambda {
+            beta: args.beta.unwrap_or(beta),
+            mode,
+        },
+    };
+    loss.validate().map_err(|e| {
+        anyhow::Error::new(
+            InputError::new("--beta", None, None, e.to_string())
+                .hint("β is a positive number, e.g. --beta 0.1"),
+        )
+    })?;
+    Ok(loss)
+}
+
+/// Loads what the reference flags name (nothing for reference-free losses).
+fn resolve_reference(
+    args: &ScoreArgs,
+    loss: &Loss,
+    dtype: candle_core::DType,
+    device: &candle_core::Device,
+    model: &Model,
+) -> Result<RefSource> {
+    if args.reference_free {
+        return Ok(RefSource::Free);
+    }
+    if !loss.uses_reference() {
+        if args.ref_model.is_some() || args.ref_adapter.is_some() {
+            eprintln!(
+                "note: {} has no reference; --ref-model/--ref-adapter are ignored",
+                loss.name()
+            );
+        }
+        return Ok(RefSource::Free);
+    }
+    let ref_model = match &args.ref_model {
+        Some(dir) => Some(
+            Model::load(dir, dtype, device)
+                .with_context(|| format!("loading reference model {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    Ok(match (ref_model, &args.ref_adapter) {
+        (None, None) => RefSource::DisabledAdapter,
+        (Some(m), None) => RefSource::Model(m),
+        (m, Some(dir)) => {
+            let config = &m.as_ref().unwrap_or(model).config;
+            let a = Adapter::load(dir, config, device)
+                .with_context(|| format!("loading reference adapter {}", dir.display()))?;
+            RefSource::Adapted(m, a)
+        }
+    })
+}
+
+/// `ℓ_ref(y_i)` under a model with its own adapter, one forward for the whole list.
+fn adapted_logps(model: &Model, adapter: &Adapter, list: &RenderedList) -> Result<Vec<f64>> {
+    let ids: Vec<Vec<u32>> = list
+        .responses
+        .iter()
+        .map(|r| list.prompt_ids.iter().chain(r).copied().collect())
+        .collect();
+    let requests: Vec<ScoreRequest<'_>> = ids
+        .iter()
+        .map(|ids| ScoreRequest {
+            ids,
+            start: list.prompt_ids.len(),
+        })
+        .collect();
+    let run = LoraRun {
+        adapter,
+        dropout_seed: None,
+    };
+    let sums = model
+        .score(&requests, Some(run), ScoreOptions::default())
+        .with_context(|| format!("reference log-probs of {}", list.source))?
+        .sums; // [N]
+    Ok(sums.to_dtype(candle_core::DType::F64)?.to_vec1()?)
+}
+
+/// A list the model can score: a non-empty prompt and every token id inside the vocabulary.
+fn check_list(path: &Path, list: &RenderedList, vocab: usize) -> Result<()> {
+    let fields = std::iter::once(("prompt_ids".to_string(), &list.prompt_ids)).chain(
+        list.responses
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("responses[{i}]"), r)),
+    );
+    for (field, ids) in fields {
+        if ids.is_empty() {
+            let what = if field == "prompt_ids" {
+                "a non-empty prompt (the first response token needs context)"
+            } else {
+                "at least one response token"
+            };
+            return Err(at_list(path, list, &field, format!("expected {what}, found none")).into());
+        }
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(at_list(
+                path,
+                list,
+                &field,
+                format!(
+                    "expected token ids below the model's vocabulary size {vocab}, found {bad}"
+                ),
+            )
+            .hint("the data was tokenized for a different model?")
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// An input error at a list's `file:line` (its `source`).
+fn at_list(path: &Path, list: &RenderedList, field: &str, message: String) -> InputError {
+    let line = list
+        .source
+        .rsplit_once(':')
+        .and_then(|(_, l)| l.parse::<usize>().ok());
+    InputError::new(path, line, Some(field), message)
+}
+
+/// A data error as the CLI's input error (exit code 2), keeping file, line, field and hint.
+fn data_error(e: DataError) -> anyhow::Error {
+    let mut message = e.message();
+    if e.line.is_none() {
+        if let Some(r) = e.record {
+            message = format!("record {r}: {message}");
+        }
+    }
+    let mut ie = InputError::new(e.file.clone(), e.line, e.field.as_deref(), message);
+    if let Some(h) = &e.hint {
+        ie = ie.hint(h.clone());
+    }
+    anyhow::Error::new(ie)
+}
+
+fn parse_missing(s: &str) -> Result<MissingPolicy, String> {
+    match s {
+        "drop" | "drop-dimension" => Ok(MissingPolicy::DropDimension),
+        "error" => Ok(MissingPolicy::Error),
+        other => other
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(MissingPolicy::Default)
+            .ok_or_else(|| {
+                format!("expected drop, error or a default rating (e.g. 1), found {s:?}")
+            }),
+    }
+}
+
+fn describe_loss(loss: &Loss) -> String {
+    let mode = |m: &LogpMode| match m {
+        LogpMode::Sum => "sum",
+        LogpMode::Mean => "mean",
+    };
+    match loss {
+        Loss::LambdaDpo { beta, mode: m }
+        | Loss::Dpo { beta, mode: m, .. }
+        | Loss::RobustDpo { beta, mode: m, .. }
+        | Loss::ListMle { beta, mode: m }
+        | Loss::LipoLambda { beta, mode: m } => {
+            format!("{} β {beta}, {} log-probs", loss.name(), mode(m))
+        }
+        Loss::Ipo { beta } => format!("ipo β {beta}"),
+        Loss::Simpo { beta, gamma } => format!("simpo β {beta}, γ {gamma}"),
+        Loss::Orpo { lambda_or } => format!("orpo λ_or {lambda_or}"),
+    }
+}
+
+/// Running totals for the stderr summary.
+struct Summary {
+    dims: Vec<String>,
+    losses: Vec<f64>,
+    /// Highest-reward response is one of p^λ's best.
+    top1_target: usize,
+    /// Per dimension: (agreements, lists rated on every response).
+    top1_dims: Vec<(usize, usize)>,
+    skipped: Vec<String>,
+}
+
+impl Summary {
+    fn new(dims: &[String]) -> Self {
+        Self {
+            dims: dims.to_vec(),
+            losses: Vec::new(),
+            top1_target: 0,
+            top1_dims: vec![(0, 0); dims.len()],
+            skipped: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, loss: f64, top1_target: bool, rewards: &[f64], ratings: &[Vec<Option<f64>>]) {
+        self.losses.push(loss);
+        self.top1_target += usize::from(top1_target);
+        for (k, slot) in self.top1_dims.iter_mut().enumerate() {
+            // Only lists where every response is rated on this dimension count.
+            let Some(r) = ratings
+                .get(k)
+                .and_then(|r| r.iter().copied().collect::<Option<Vec<f64>>>())
+            else {
+                continue;
+            };
+            slot.1 += 1;
+            slot.0 += usize::from(top1_agreement(rewards, &r));
+        }
+    }
+
+    fn report(&self) -> String {
+        let n = self.losses.len();
+        let mut s = String::new();
+        let frac = |a: usize, b: usize| {
+            if b == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.3} ({a}/{b})", a as f64 / b as f64)
+            }
+        };
+        if n > 0 {
+            let mean = self.losses.iter().sum::<f64>() / n as f64;
+            s.push_str(&format!("scored {n} lists: mean loss {mean:.6}\n"));
+        } else {
+            s.push_str("scored 0 lists\n");
+        }
+        s.push_str(&format!(
+            "top-1 agreement (highest-reward response is a best one): p^λ {}",
+            frac(self.top1_target, n)
+        ));
+        for (dim, &(a, b)) in self.dims.iter().zip(&self.top1_dims) {
+            s.push_str(&format!("; {dim} {}", frac(a, b)));
+        }
+        s.push('\n');
+        if !self.skipped.is_empty() {
+            s.push_str(&format!(
+                "note: {} lists have no best/worst response under this λ and were skipped (pairwise loss), first: {}\n",
+                self.skipped.len(),
+                self.skipped[0]
+            ));
+        }
+        s
+    }
+}

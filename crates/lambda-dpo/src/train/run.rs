@@ -35,7 +35,7 @@ use crate::train::error::{TrainError, TrainResult};
 use crate::train::metrics::{peak_rss_mb, Accumulator, MetricsLog};
 use crate::train::optim::{clip_grad_norm, AdamW};
 use crate::train::refcache::{self, model_identity, Fnv};
-use crate::train::step::{list_step, ListInput, Reference, StepOptions};
+use crate::train::step::{list_step, ListInput, ListStep, Reference, StepOptions};
 
 /// Options of a run that are not part of the experiment (and so not in the config).
 #[derive(Debug, Clone, Default)]
@@ -263,45 +263,28 @@ pub fn train(
                         Some(l) => l.clone(),
                         None => sampler.as_mut().expect("preference stage").sample(),
                     };
-                    let mixed = mixed_target(
-                        &list.ratings,
-                        &lambda,
-                        cfg.loss.target_temperature,
-                        cfg.data.missing_rating,
-                    )?;
-                    let input = ListInput {
-                        prompt: &list.prompt_ids,
-                        responses: &list.responses,
-                        target: &mixed.target,
-                    };
-                    let sopts = StepOptions {
-                        chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
+                    let reference = pick_reference(
+                        cfg.reference.mode,
+                        reference_model.as_ref(),
+                        train_ref.as_deref(),
+                        idx,
+                    );
+                    let pass = ListPass {
                         dropout_seed,
                         grad_scale,
                         backward: true,
-                        score: ScoreOptions::default(),
                     };
-                    match list_step(
-                        &model,
-                        &adapter,
-                        &objective,
-                        input,
-                        pick_reference(
-                            cfg.reference.mode,
-                            reference_model.as_ref(),
-                            train_ref.as_deref(),
-                            idx,
-                        ),
-                        sopts,
-                    ) {
-                        Ok(s) => {
+                    match preference_list(
+                        cfg, &model, &adapter, &objective, list, &lambda, reference, pass,
+                    )? {
+                        Some((s, lambda)) => {
                             check_finite(s.output.loss, state.step, &list.source)?;
                             acc.add_list(
                                 &s.output,
                                 &s.policy_logps,
                                 dims,
                                 &list.ratings,
-                                &mixed.lambda,
+                                &lambda,
                                 cfg.loss.target_temperature,
                             );
                             tokens_total += list
@@ -311,10 +294,7 @@ pub fn train(
                                 .sum::<u64>();
                             Some(s.grads)
                         }
-                        // Pairwise losses need a best and a worst response; a list whose
-                        // target is constant under this λ has none: skip it, counted.
-                        Err(TrainError::Math(MathError::NoPreference { .. })) => None,
-                        Err(e) => return Err(e),
+                        None => None,
                     }
                 }
                 Examples::Sft { train, .. } => {
@@ -431,6 +411,54 @@ pub fn train(
         eval_metrics,
         skipped_lists: skipped,
     })
+}
+
+/// How one list is run: dropout, gradient scale, and whether to back-propagate.
+#[derive(Debug, Clone, Copy)]
+struct ListPass {
+    dropout_seed: Option<u64>,
+    grad_scale: f64,
+    backward: bool,
+}
+
+/// One preference list under `lambda`: target, loss, statistics (and gradients when training).
+/// Returns the λ actually used (renormalised when a dimension was dropped) with the step.
+/// `None` when a pairwise loss finds no best/worst response under this λ (the caller counts it).
+#[allow(clippy::too_many_arguments)]
+fn preference_list(
+    cfg: &TrainConfig,
+    model: &Model,
+    adapter: &Adapter,
+    objective: &Objective,
+    list: &RenderedList,
+    lambda: &[f64],
+    reference: Reference<'_>,
+    pass: ListPass,
+) -> TrainResult<Option<(ListStep, Vec<f64>)>> {
+    let mixed = mixed_target(
+        &list.ratings,
+        lambda,
+        cfg.loss.target_temperature,
+        cfg.data.missing_rating,
+    )?;
+    let input = ListInput {
+        prompt: &list.prompt_ids,
+        responses: &list.responses,
+        target: &mixed.target,
+    };
+    let opts = StepOptions {
+        chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
+        dropout_seed: pass.dropout_seed,
+        grad_scale: pass.grad_scale,
+        backward: pass.backward,
+        score: ScoreOptions::default(),
+    };
+    match list_step(model, adapter, objective, input, reference, opts) {
+        Ok(s) => Ok(Some((s, mixed.lambda))),
+        // Pairwise losses need a best and a worst response; a constant target has none.
+        Err(TrainError::Math(MathError::NoPreference { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The reference of list `idx` under `mode`.
@@ -558,29 +586,22 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<Examples> {
     })
 }
 
-/// NLL on the trained positions of one SFT example (mean over them) and its gradients.
-fn sft_step(
+/// Mean NLL over the trained (assistant) positions of one SFT example, with the graph when the
+/// adapter is being trained; `None` when the example has no trained position.
+fn sft_nll(
     model: &Model,
     adapter: &Adapter,
     ex: &RenderedSft,
     dropout_seed: Option<u64>,
-    grad_scale: f64,
-) -> TrainResult<(f64, Vec<Tensor>)> {
-    // Position p is trained when its token is an assistant token; log-probs start at 1.
+) -> TrainResult<Option<Tensor>> {
+    // Token t is trained when the mask says so; log-probs exist for positions 1.. only.
     let weights: Vec<f32> = ex.train_mask[1..]
         .iter()
         .map(|&m| f32::from(u8::from(m)))
         .collect();
     let count: f32 = weights.iter().sum();
     if count == 0.0 {
-        return Ok((
-            0.0,
-            adapter
-                .vars()
-                .iter()
-                .map(|v| v.as_tensor().zeros_like())
-                .collect::<candle_core::Result<_>>()?,
-        ));
+        return Ok(None);
     }
     let req = ScoreRequest {
         ids: &ex.ids,
@@ -595,11 +616,30 @@ fn sft_step(
         ScoreOptions::default(),
     )?;
     let w = Tensor::from_vec(weights, ex.ids.len() - 1, &model.device)?; // [T−1]
-    let nll = ((scored.token_logprobs * w)?.sum_all()? * (-1.0 / count as f64))?;
+    Ok(Some(
+        ((scored.token_logprobs * w)?.sum_all()? * (-1.0 / count as f64))?,
+    ))
+}
+
+/// One SFT example: its loss and `grad_scale · ∂NLL/∂v` for every adapter var.
+fn sft_step(
+    model: &Model,
+    adapter: &Adapter,
+    ex: &RenderedSft,
+    dropout_seed: Option<u64>,
+    grad_scale: f64,
+) -> TrainResult<(f64, Vec<Tensor>)> {
+    let vars = adapter.vars();
+    let Some(nll) = sft_nll(model, adapter, ex, dropout_seed)? else {
+        let zeros = vars
+            .iter()
+            .map(|v| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<_>>()?;
+        return Ok((0.0, zeros));
+    };
     let loss: f32 = nll.to_scalar()?;
     let store = (nll * grad_scale)?.backward()?;
-    let grads = adapter
-        .vars()
+    let grads = vars
         .iter()
         .map(|v| {
             store
@@ -631,35 +671,29 @@ fn evaluate<'r>(
             }
             let lambda = vec![1.0 / dims.len() as f64; dims.len()];
             for (i, list) in eval.iter().enumerate() {
-                let mixed = mixed_target(
-                    &list.ratings,
-                    &lambda,
-                    cfg.loss.target_temperature,
-                    cfg.data.missing_rating,
-                )?;
-                let input = ListInput {
-                    prompt: &list.prompt_ids,
-                    responses: &list.responses,
-                    target: &mixed.target,
-                };
-                let sopts = StepOptions {
-                    chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
+                let pass = ListPass {
                     dropout_seed: None,
                     grad_scale: 1.0,
                     backward: false,
-                    score: ScoreOptions::default(),
                 };
-                match list_step(model, adapter, objective, input, reference(i), sopts) {
-                    Ok(s) => acc.add_list(
+                if let Some((s, lambda)) = preference_list(
+                    cfg,
+                    model,
+                    adapter,
+                    objective,
+                    list,
+                    &lambda,
+                    reference(i),
+                    pass,
+                )? {
+                    acc.add_list(
                         &s.output,
                         &s.policy_logps,
                         dims,
                         &list.ratings,
-                        &mixed.lambda,
+                        &lambda,
                         cfg.loss.target_temperature,
-                    ),
-                    Err(TrainError::Math(MathError::NoPreference { .. })) => continue,
-                    Err(e) => return Err(e),
+                    );
                 }
             }
         }
@@ -668,28 +702,9 @@ fn evaluate<'r>(
                 return Ok(None);
             }
             for ex in eval {
-                let weights: Vec<f32> = ex.train_mask[1..]
-                    .iter()
-                    .map(|&m| f32::from(u8::from(m)))
-                    .collect();
-                let count: f32 = weights.iter().sum();
-                if count == 0.0 {
-                    continue;
+                if let Some(nll) = sft_nll(model, adapter, ex, None)? {
+                    acc.add("loss", f64::from(nll.to_scalar::<f32>()?));
                 }
-                let s = model.score(
-                    &[ScoreRequest {
-                        ids: &ex.ids,
-                        start: 1,
-                    }],
-                    Some(LoraRun {
-                        adapter,
-                        dropout_seed: None,
-                    }),
-                    ScoreOptions::default(),
-                )?;
-                let lp: Vec<f32> = s.token_logprobs.to_vec1()?;
-                let nll: f32 = -lp.iter().zip(&weights).map(|(a, b)| a * b).sum::<f32>() / count;
-                acc.add("loss", nll as f64);
             }
         }
     }

@@ -305,3 +305,34 @@ fn sft_stage_trains_on_assistant_tokens() {
         "SFT loss did not fall: {losses:?}"
     );
 }
+
+#[test]
+fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = setup();
+    let mut cfg = config(dir.path(), "nan", "save_every = 1");
+    // An absurd learning rate sends the adapter to ±∞ after the first update.
+    cfg.train.learning_rate = 1e38;
+    cfg.train.max_grad_norm = None;
+    cfg.train.adam.eps = 1e-30;
+    let err = train(&cfg, &RunOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("non-finite value") && err.contains("hint:"),
+        "{err}"
+    );
+    // Whatever checkpoints exist hold finite weights: a diverged update is never saved.
+    if let Ok(entries) = std::fs::read_dir(cfg.train.output_dir.join("checkpoints")) {
+        for e in entries {
+            let f = e.unwrap().path().join("adapter/adapter_model.safetensors");
+            for (_, t) in candle_core::safetensors::load(&f, &candle_core::Device::Cpu).unwrap() {
+                let s: f32 = t.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+                assert!(s.is_finite(), "{} holds non-finite weights", f.display());
+            }
+        }
+    }
+    assert!(
+        !cfg.train.output_dir.join("adapter").exists(),
+        "no final adapter from a diverged run"
+    );
+}

@@ -11,7 +11,7 @@ pub enum TrainError {
     },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    #[error("non-finite loss {value} at step {step} (example {source_id})\nhint: lower the learning rate or β; the last good checkpoint is kept")]
+    #[error("training diverged: non-finite value {value} at step {step} ({source_id})\nhint: lower the learning rate or β, or enable max_grad_norm; the last good checkpoint is kept")]
     NonFinite {
         step: u64,
         value: f64,

@@ -95,6 +95,17 @@ impl AdamW {
         Ok(())
     }
 
+    /// Whether every parameter is finite (a diverged update makes some ±∞ or NaN).
+    pub fn params_finite(&self) -> TrainResult<bool> {
+        for (_, v) in &self.vars {
+            let s: f32 = v.as_tensor().sqr()?.sum_all()?.to_scalar()?;
+            if !s.is_finite() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Moments as named tensors (`<key>.exp_avg`, `<key>.exp_avg_sq`) for a checkpoint.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.vars.len());

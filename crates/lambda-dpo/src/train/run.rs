@@ -274,9 +274,21 @@ pub fn train(
                         grad_scale,
                         backward: true,
                     };
-                    match preference_list(
+                    let step_now = state.step;
+                    let result = preference_list(
                         cfg, &model, &adapter, &objective, list, &lambda, reference, pass,
-                    )? {
+                    )
+                    .map_err(|e| match e {
+                        TrainError::NonFinite {
+                            value, source_id, ..
+                        } => TrainError::NonFinite {
+                            step: step_now,
+                            value,
+                            source_id,
+                        },
+                        other => other,
+                    })?;
+                    match result {
                         Some((s, lambda)) => {
                             check_finite(s.output.loss, state.step, &list.source)?;
                             acc.add_list(
@@ -326,6 +338,14 @@ pub fn train(
         if let Some(mut g) = grads {
             grad_norm = clip_grad_norm(&mut g, cfg.train.max_grad_norm)?;
             optimizer.step(&g, lr)?;
+            // A diverged update must never reach a checkpoint: stop here, keeping the last one.
+            if !grad_norm.is_finite() || !optimizer.params_finite()? {
+                return Err(TrainError::NonFinite {
+                    step: state.step + 1,
+                    value: grad_norm,
+                    source_id: "the optimizer update (parameters or gradient norm)".into(),
+                });
+            }
         }
         state.step += 1;
         state.sampler = sampler.clone();
@@ -457,6 +477,12 @@ fn preference_list(
         Ok(s) => Ok(Some((s, mixed.lambda))),
         // Pairwise losses need a best and a worst response; a constant target has none.
         Err(TrainError::Math(MathError::NoPreference { .. })) => Ok(None),
+        // A diverged model shows up as a non-finite log-prob before any loss is formed.
+        Err(TrainError::Math(MathError::NonFinite { value, .. })) => Err(TrainError::NonFinite {
+            step: 0,
+            value,
+            source_id: format!("list {}", list.source),
+        }),
         Err(e) => Err(e),
     }
 }

@@ -30,6 +30,35 @@ pub struct TrainConfig {
     pub reference: ReferenceSection,
     #[serde(default)]
     pub lambda: LambdaSection,
+    /// An SFT stage run first (the paper's SFT → λ-DPO pipeline); absent: none.
+    #[serde(default)]
+    pub sft: Option<SftSection>,
+}
+
+/// `[sft]`: the SFT stage of a pipeline. It trains its own adapter on `data` into
+/// `<output_dir>/sft`, which is then merged into the base weights before the preference stage
+/// (so the disabled-adapter reference is the SFT model). A finished SFT stage is reused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftSection {
+    /// SFT conversations (UltraChat `messages`, Alpaca, sharegpt).
+    pub data: PathBuf,
+    /// Learning rate of the SFT stage. Default 2e-4 (LoRA SFT).
+    #[serde(default = "sft_lr")]
+    pub learning_rate: f64,
+    /// Epochs of the SFT stage. Default 1.
+    #[serde(default = "one_epoch")]
+    pub epochs: u64,
+    /// Optimizer steps of the SFT stage (overrides `epochs`).
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+}
+
+fn sft_lr() -> f64 {
+    2e-4
+}
+fn one_epoch() -> u64 {
+    1
 }
 
 /// `[model]`
@@ -370,6 +399,25 @@ impl TrainConfig {
             fix(r);
         }
         fix(&mut self.train.output_dir);
+        if let Some(sft) = &mut self.sft {
+            fix(&mut sft.data);
+        }
+    }
+
+    /// The SFT stage of a pipeline as a run of its own (`None` without `[sft]`).
+    pub fn sft_stage(&self) -> Option<TrainConfig> {
+        let sft = self.sft.as_ref()?;
+        let mut c = self.clone();
+        c.sft = None;
+        c.train.stage = Stage::Sft;
+        c.data.train = sft.data.clone();
+        c.data.eval = None;
+        c.data.eval_fraction = 0.0;
+        c.train.learning_rate = sft.learning_rate;
+        c.train.epochs = sft.epochs;
+        c.train.max_steps = sft.max_steps;
+        c.train.output_dir = self.train.output_dir.join("sft");
+        Some(c)
     }
 
     /// Field-level checks that serde cannot express.
@@ -458,6 +506,11 @@ impl TrainConfig {
                 "model.adapter",
                 "with reference.mode = \"disabled-adapter\" the reference would silently be the base model *without* this adapter (LLaMA-Factory #8459)\nhint: to start preference training from an SFT adapter, set `model.sft_adapter` instead (it is merged into the weights, so the reference is the SFT model), or give the reference explicitly with reference.mode = \"model\"".into(),
             );
+        }
+        if self.sft.is_some()
+            && (self.train.stage != Stage::Preference || self.model.sft_adapter.is_some())
+        {
+            return err("sft", "an [sft] stage runs before a preference stage and provides its sft_adapter; remove `model.sft_adapter` or the [sft] section".into());
         }
         if self.loss.target_temperature < 0.0 || !self.loss.target_temperature.is_finite() {
             return err(

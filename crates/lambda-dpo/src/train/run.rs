@@ -89,8 +89,28 @@ impl Examples {
     }
 }
 
-/// Runs a whole training job described by `cfg`.
+/// Runs a whole training job described by `cfg`: the `[sft]` stage first when there is one
+/// (reused when already finished), then the main stage with the SFT adapter merged.
 pub fn train(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    observer: &mut dyn FnMut(&Progress),
+) -> TrainResult<TrainSummary> {
+    let Some(sft) = cfg.sft_stage() else {
+        return train_stage(cfg, opts, observer);
+    };
+    let sft_adapter = sft.train.output_dir.join("adapter");
+    if !sft_adapter.join("adapter_model.safetensors").is_file() {
+        train_stage(&sft, opts, observer)?;
+    }
+    let mut main = cfg.clone();
+    main.sft = None;
+    main.model.sft_adapter = Some(sft_adapter);
+    train_stage(&main, opts, observer)
+}
+
+/// One stage (SFT or preference).
+fn train_stage(
     cfg: &TrainConfig,
     opts: &RunOptions,
     observer: &mut dyn FnMut(&Progress),

@@ -60,7 +60,17 @@ pub fn merge_and_save(
         tensors.push((name, t));
     }
     write_safetensors(&out_dir.join("model.safetensors"), &tensors, None)?;
-    // Copy the non-weight files (config, tokenizer, templates, generation config).
+    let copied = copy_model_files(model_dir, out_dir)?;
+    Ok(ExportSummary {
+        tensors: tensors.len(),
+        merged,
+        copied_files: copied,
+    })
+}
+
+/// Copies the non-weight files of a model folder (config, tokenizer, templates, generation
+/// config) into `out_dir`; returns their names, sorted.
+pub fn copy_model_files(model_dir: &Path, out_dir: &Path) -> Result<Vec<String>> {
     let mut copied = Vec::new();
     let entries = std::fs::read_dir(model_dir).map_err(|e| ModelError::io(model_dir, e))?;
     for entry in entries {
@@ -79,11 +89,7 @@ pub fn merge_and_save(
         copied.push(name);
     }
     copied.sort();
-    Ok(ExportSummary {
-        tensors: tensors.len(),
-        merged,
-        copied_files: copied,
-    })
+    Ok(copied)
 }
 
 /// `model.layers.{i}.{self_attn|mlp}.{proj}.weight` → (i, target).

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decoder;
 pub mod error;
 pub mod export;
+pub mod full;
 pub mod io;
 pub mod logprobs;
 pub mod lora;

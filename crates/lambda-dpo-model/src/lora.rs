@@ -183,6 +183,15 @@ impl Adapter {
         Ok(Self { config, layers })
     }
 
+    /// An adapter on no projection: running with it is running the base model (full
+    /// fine-tuning trains the base weights instead).
+    pub fn empty(model: &ModelConfig, config: LoraConfig) -> Self {
+        Self {
+            config,
+            layers: vec![Default::default(); model.num_layers],
+        }
+    }
+
     /// Every trainable variable, in a stable order (layer, target, A then B).
     pub fn vars(&self) -> Vec<Var> {
         self.named_vars().into_iter().map(|(_, v)| v).collect()

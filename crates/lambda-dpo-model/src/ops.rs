@@ -21,7 +21,10 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let m: usize = dims[..dims.len() - 1].iter().product();
     let (n, _) = w.dims2()?;
     let x2 = x.reshape((m, k))?.contiguous()?; // [M, in]
-    let y = if x2.track_op() {
+    let y = if w.is_variable() {
+        // Full fine-tuning: the weight is trained, so candle's own matmul (with ∂L/∂W).
+        x2.matmul(&w.t()?)?
+    } else if x2.track_op() {
         // `w.detach()`: a frozen weight must never be walked by backprop (the op returns no
         // gradient for it, and candle panics on a tracked input left without one).
         x2.apply_op2(&w.detach(), FrozenMatmul)?
@@ -117,7 +120,7 @@ pub fn lm_head_logprobs(
 ) -> Result<Tensor> {
     let (m, _) = hidden.dims2()?;
     let values = lm_head_values(&hidden.detach(), lm_head, targets, rows_per_chunk)?; // [M] f32
-    if !hidden.track_op() {
+    if !hidden.track_op() && !lm_head.is_variable() {
         return Ok(values);
     }
     let op = LmHeadLogprobs {
@@ -217,6 +220,9 @@ impl CustomOp2 for LmHeadLogprobs {
         let (m, _) = hidden.dims2()?;
         let dev = hidden.device();
         let vocab = lm_head.dim(0)?;
+        // Full fine-tuning trains the vocabulary matrix too: ∂/∂E = Σ_chunks dlogitsᵀ·h.
+        let train_head = lm_head.is_variable();
+        let mut d_head: Option<Tensor> = None;
         let mut parts = Vec::new();
         let mut start = 0;
         while start < m {
@@ -234,11 +240,18 @@ impl CustomOp2 for LmHeadLogprobs {
                 .unsqueeze(1)?; // [c, 1]
             let dlogits = (onehot - p)?.broadcast_mul(&g)?.to_dtype(lm_head.dtype())?; // [c, V]
             parts.push(dlogits.matmul(lm_head)?); // [c, H]
+            if train_head {
+                let dw = dlogits.t()?.matmul(&h.to_dtype(lm_head.dtype())?)?; // [V, H]
+                d_head = Some(match d_head {
+                    Some(acc) => (acc + dw)?,
+                    None => dw,
+                });
+            }
             start += len;
         }
         Ok((
             Some(Tensor::cat(&parts, 0)?.to_dtype(hidden.dtype())?),
-            None,
+            d_head,
         ))
     }
 }

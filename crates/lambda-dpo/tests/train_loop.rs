@@ -336,3 +336,67 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         "no final adapter from a diverged run"
     );
 }
+
+#[test]
+fn full_finetune_learns_resumes_bit_identically_and_writes_a_model_folder() {
+    let dir = setup();
+    let extra = "full_finetune = true\nsave_every = 2\n[reference]\nmode = \"cache\"";
+    let mut full = config(dir.path(), "ft-full", extra);
+    full.train.max_steps = Some(6);
+    full.train.learning_rate = 1e-3;
+    let summary = train(&full, &RunOptions::default(), &mut |_| {}).unwrap();
+    // Policy = starting weights = the cached reference at step 0 ⇒ ln N.
+    let first = metrics(&full.train.output_dir)[0]["loss"].as_f64().unwrap();
+    assert!((first - 4f64.ln()).abs() < 1e-12, "{first}");
+    let product = summary.adapter_dir.unwrap();
+    assert!(product.ends_with("model"), "{}", product.display());
+    let trained =
+        lambda_dpo_model::Model::load(&product, candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+    assert_eq!(trained.config.num_layers, 2);
+    let bytes = |p: &Path| std::fs::read(p.join("model/model.safetensors")).unwrap();
+    assert!(
+        bytes(&full.train.output_dir)
+            != std::fs::read(fixture_model().join("model.safetensors")).unwrap(),
+        "full fine-tuning left the weights unchanged"
+    );
+
+    let mut part = config(dir.path(), "ft-part", extra);
+    part.train.max_steps = Some(6);
+    part.train.learning_rate = 1e-3;
+    let stopped = train(
+        &part,
+        &RunOptions {
+            resume: false,
+            stop_after: Some(3),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(stopped.steps, 3);
+    train(
+        &part,
+        &RunOptions {
+            resume: true,
+            stop_after: None,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        bytes(&full.train.output_dir) == bytes(&part.train.output_dir),
+        "resumed full fine-tune differs from the uninterrupted one"
+    );
+    // A LoRA-only setting with full fine-tuning is refused at load, naming the field.
+    let p = dir.path().join("bad-ft.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\npath = \"{}\"\n[data]\ntrain = \"train.jsonl\"\n[train]\nfull_finetune = true\n",
+            fixture_model().display()
+        ),
+    )
+    .unwrap();
+    let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+    assert!(e.contains("reference.mode") && e.contains("hint:"), "{e}");
+}

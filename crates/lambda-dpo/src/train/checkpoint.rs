@@ -1,5 +1,7 @@
-//! Checkpoints: everything a run needs to continue bit-identically — the PEFT adapter, AdamW
-//! moments, the λ sampler, the data cursor and the step — written into a temporary folder and
+//! Checkpoints: everything a run needs to continue bit-identically — the trained parameters
+//! (with the PEFT adapter, or the whole model folder when fully fine-tuned, so every checkpoint
+//! is usable as it stands), AdamW moments, the λ sampler, the data cursor and the step — written
+//! into a temporary folder and
 //! renamed into place, so a crash mid-write never leaves a half checkpoint that `--resume`
 //! would trust. Only the last `keep_last` checkpoints are kept.
 
@@ -7,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use lambda_dpo_math::LambdaSampler;
-use lambda_dpo_model::{io, Adapter, ModelConfig};
+use lambda_dpo_model::io;
 use serde::{Deserialize, Serialize};
 
 use crate::train::error::{TrainError, TrainResult};
@@ -40,13 +42,18 @@ pub fn checkpoint_dir(output_dir: &Path, step: u64) -> PathBuf {
         .join(format!("step-{step:08}"))
 }
 
-/// Writes a checkpoint atomically and prunes old ones.
+/// Where a fully fine-tuned checkpoint's weights live: the model folder's own safetensors file
+/// already holds every trained tensor under its Hugging Face name, so it is not written twice.
+const FULL_MODEL_WEIGHTS: &str = "model/model.safetensors";
+
+/// Writes a checkpoint atomically and prunes old ones. `write_product` writes the user-facing
+/// product into the folder it is given and returns whether that product already holds every
+/// trained tensor by name (the full model); otherwise `params.safetensors` is written too.
 pub fn save(
     output_dir: &Path,
     state: &TrainState,
-    adapter: &Adapter,
     optimizer: &AdamW,
-    base_model: &str,
+    write_product: &dyn Fn(&Path) -> TrainResult<bool>,
     keep_last: usize,
 ) -> TrainResult<PathBuf> {
     let dir = checkpoint_dir(output_dir, state.step);
@@ -55,7 +62,14 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-    adapter.save(&tmp.join("adapter"), base_model)?;
+    if !write_product(&tmp)? {
+        let params: Vec<(String, candle_core::Tensor)> = optimizer
+            .vars()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        io::write_safetensors(&tmp.join("params.safetensors"), &params, None)?;
+    }
     io::write_safetensors(
         &tmp.join("optimizer.safetensors"),
         &optimizer.state_tensors(),
@@ -106,8 +120,29 @@ pub fn load_state(dir: &Path) -> TrainResult<TrainState> {
     serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", p.display())))
 }
 
-pub fn load_adapter(dir: &Path, model: &ModelConfig, device: &Device) -> TrainResult<Adapter> {
-    Ok(Adapter::load(&dir.join("adapter"), model, device)?)
+/// Restores the trained parameters into the optimizer's variables (matched by name).
+pub fn load_params(dir: &Path, optimizer: &AdamW, device: &Device) -> TrainResult<()> {
+    let mut p = dir.join("params.safetensors");
+    if !p.is_file() {
+        p = dir.join(FULL_MODEL_WEIGHTS);
+    }
+    let tensors = candle_core::safetensors::load(&p, device)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", p.display())))?;
+    for (name, var) in optimizer.vars() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| TrainError::Checkpoint(format!("{} has no `{name}`", p.display())))?;
+        if t.dims() != var.dims() {
+            return Err(TrainError::Checkpoint(format!(
+                "`{name}` has shape {:?} in {}, the run expects {:?}",
+                t.dims(),
+                p.display(),
+                var.dims()
+            )));
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
 }
 
 pub fn load_optimizer(

@@ -197,6 +197,9 @@ pub struct TrainSection {
     pub save_every: Option<u64>,
     /// Checkpoints kept (oldest removed). Default 2.
     pub keep_last: usize,
+    /// Train every weight instead of a LoRA adapter (f32 only; needed to train a small model
+    /// from scratch). The product is a full Hugging Face folder `<output_dir>/model`.
+    pub full_finetune: bool,
 }
 
 impl Default for TrainSection {
@@ -219,6 +222,7 @@ impl Default for TrainSection {
             eval_every: None,
             save_every: None,
             keep_last: 2,
+            full_finetune: false,
         }
     }
 }
@@ -506,6 +510,17 @@ impl TrainConfig {
                 "model.adapter",
                 "with reference.mode = \"disabled-adapter\" the reference would silently be the base model *without* this adapter (LLaMA-Factory #8459)\nhint: to start preference training from an SFT adapter, set `model.sft_adapter` instead (it is merged into the weights, so the reference is the SFT model), or give the reference explicitly with reference.mode = \"model\"".into(),
             );
+        }
+        if self.train.full_finetune {
+            if self.model.dtype != "f32" {
+                return err("train.full_finetune", format!("full fine-tuning needs model.dtype = \"f32\" (found {:?}): bf16 weights would need f32 master copies\nhint: use LoRA (the default) for bf16", self.model.dtype));
+            }
+            if self.model.adapter.is_some() {
+                return err("model.adapter", "full fine-tuning trains the weights themselves; there is no adapter to continue\nhint: merge it first with `lambda-dpo export`, or set it as model.sft_adapter".into());
+            }
+            if self.reference.mode == ReferenceMode::DisabledAdapter {
+                return err("reference.mode", "full fine-tuning has no adapter to disable, so \"disabled-adapter\" has no reference\nhint: use reference.mode = \"cache\" (log-probs of the starting weights, computed once) or \"model\"".into());
+            }
         }
         if self.sft.is_some()
             && (self.train.stage != Stage::Preference || self.model.sft_adapter.is_some())

@@ -35,7 +35,7 @@ use crate::train::error::{TrainError, TrainResult};
 use crate::train::metrics::{peak_rss_mb, Accumulator, MetricsLog};
 use crate::train::optim::{clip_grad_norm, AdamW};
 use crate::train::refcache::{self, model_identity, Fnv};
-use crate::train::step::{list_step, ListInput, ListStep, Reference, StepOptions};
+use crate::train::step::{list_step_for, ListInput, ListStep, Reference, StepOptions};
 
 /// Options of a run that are not part of the experiment (and so not in the config).
 #[derive(Debug, Clone, Default)]
@@ -61,6 +61,8 @@ pub struct TrainSummary {
     pub steps: u64,
     pub total_steps: u64,
     pub output_dir: PathBuf,
+    /// The product: the PEFT adapter folder, or the model folder when fully fine-tuned
+    /// (`None` when the run stopped early).
     pub adapter_dir: Option<PathBuf>,
     pub last_metrics: serde_json::Value,
     pub eval_metrics: Option<serde_json::Value>,
@@ -167,10 +169,23 @@ fn train_stage(
             .collect(),
         use_rslora: false,
     };
-    let mut adapter = match &cfg.model.adapter {
-        Some(dir) => Adapter::load(dir, &model.config, &device)?,
-        None => Adapter::new(&model.config, lora_cfg, cfg.train.seed, &device)?,
+    // What trains: a LoRA adapter (default), or every weight with an empty adapter.
+    let (adapter, trainable) = if cfg.train.full_finetune {
+        let named = model.make_trainable()?;
+        (Adapter::empty(&model.config, lora_cfg), named)
+    } else {
+        let a = match &cfg.model.adapter {
+            Some(dir) => {
+                let mut a = Adapter::load(dir, &model.config, &device)?;
+                a.config.dropout = cfg.lora.dropout; // a training setting, not the file's
+                a
+            }
+            None => Adapter::new(&model.config, lora_cfg, cfg.train.seed, &device)?,
+        };
+        let named = a.named_vars();
+        (a, named)
     };
+    let trainable_vars: Vec<candle_core::Var> = trainable.iter().map(|(_, v)| v.clone()).collect();
     let mut sampler = match &examples {
         Examples::Lists { dims, .. } => {
             let source = cfg
@@ -205,20 +220,25 @@ fn train_stage(
         sampler: None,
         config_fingerprint: fingerprint.clone(),
     };
-    let mut optimizer = AdamW::new(adapter.named_vars(), cfg.train.adam)?;
+    let mut optimizer = AdamW::new(trainable, cfg.train.adam)?;
 
-    // 3. Resume: adapter values, optimizer moments, sampler and cursor.
+    // The reference cache comes first: fully fine-tuned, `model` is the reference only until
+    // its weights are restored or trained.
+    let (train_ref, eval_ref) = reference_cache(
+        cfg,
+        &examples,
+        reference_model.as_ref().unwrap_or(&model),
+        dtype,
+    )?;
+
+    // 3. Resume: trained values, optimizer moments, sampler and cursor.
     if opts.resume {
         if let Some(dir) = checkpoint::latest(out)? {
             let saved = checkpoint::load_state(&dir)?;
             if saved.config_fingerprint != fingerprint {
                 return Err(TrainError::Checkpoint(format!("{} was written with a different configuration\nhint: resume with the same config (see config.resolved.toml), or use a new output_dir", dir.display())));
             }
-            let restored = checkpoint::load_adapter(&dir, &model.config, &device)?;
-            for ((_, v), (_, r)) in adapter.named_vars().iter().zip(restored.named_vars()) {
-                v.set(r.as_tensor())?;
-            }
-            adapter.config.dropout = cfg.lora.dropout;
+            checkpoint::load_params(&dir, &optimizer, &device)?;
             checkpoint::load_optimizer(&dir, &mut optimizer, saved.step, &device)?;
             sampler = saved.sampler.clone();
             state = saved;
@@ -250,12 +270,6 @@ fn train_stage(
             mode: cfg.loss.sft_mode,
         },
     };
-    let (train_ref, eval_ref) = reference_cache(
-        cfg,
-        &examples,
-        reference_model.as_ref().unwrap_or(&model),
-        dtype,
-    )?;
     let started = Instant::now();
     let mut tokens_total = 0u64;
     let mut skipped = 0u64;
@@ -296,7 +310,15 @@ fn train_stage(
                     };
                     let step_now = state.step;
                     let result = preference_list(
-                        cfg, &model, &adapter, &objective, list, &lambda, reference, pass,
+                        cfg,
+                        &model,
+                        &adapter,
+                        &trainable_vars,
+                        &objective,
+                        list,
+                        &lambda,
+                        reference,
+                        pass,
                     )
                     .map_err(|e| match e {
                         TrainError::NonFinite {
@@ -331,7 +353,14 @@ fn train_stage(
                 }
                 Examples::Sft { train, .. } => {
                     let ex = &train[idx];
-                    let (loss, g) = sft_step(&model, &adapter, ex, dropout_seed, grad_scale)?;
+                    let (loss, g) = sft_step(
+                        &model,
+                        &adapter,
+                        &trainable_vars,
+                        ex,
+                        dropout_seed,
+                        grad_scale,
+                    )?;
                     check_finite(loss, state.step, &ex.source)?;
                     acc.add("loss", loss);
                     tokens_total += ex.ids.len() as u64;
@@ -426,19 +455,19 @@ fn train_stage(
             checkpoint::save(
                 out,
                 &state,
-                &adapter,
                 &optimizer,
-                &cfg.model.path.display().to_string(),
+                &|dir| {
+                    write_product(cfg, &model, &adapter, dir)?;
+                    Ok(cfg.train.full_finetune)
+                },
                 cfg.train.keep_last,
             )?;
         }
     }
 
-    // 5. The product: a PEFT adapter in the run folder.
+    // 5. The product: a PEFT adapter (or, fully fine-tuned, a model folder) in the run folder.
     let adapter_dir = if state.step == total_steps {
-        let dir = out.join("adapter");
-        adapter.save(&dir, &cfg.model.path.display().to_string())?;
-        Some(dir)
+        Some(write_product(cfg, &model, &adapter, out)?)
     } else {
         None
     };
@@ -451,6 +480,25 @@ fn train_stage(
         eval_metrics,
         skipped_lists: skipped,
     })
+}
+
+/// Writes what a run produces into `dir`: `adapter/` (PEFT) for LoRA runs, `model/` (a Hugging
+/// Face folder) for full fine-tuning. Returns that folder.
+fn write_product(
+    cfg: &TrainConfig,
+    model: &Model,
+    adapter: &Adapter,
+    dir: &std::path::Path,
+) -> TrainResult<PathBuf> {
+    if cfg.train.full_finetune {
+        let d = dir.join("model");
+        model.save_pretrained(&cfg.model.path, &d)?;
+        Ok(d)
+    } else {
+        let d = dir.join("adapter");
+        adapter.save(&d, &cfg.model.path.display().to_string())?;
+        Ok(d)
+    }
 }
 
 /// How one list is run: dropout, gradient scale, and whether to back-propagate.
@@ -469,6 +517,7 @@ fn preference_list(
     cfg: &TrainConfig,
     model: &Model,
     adapter: &Adapter,
+    trainable: &[candle_core::Var],
     objective: &Objective,
     list: &RenderedList,
     lambda: &[f64],
@@ -493,7 +542,7 @@ fn preference_list(
         backward: pass.backward,
         score: ScoreOptions::default(),
     };
-    match list_step(model, adapter, objective, input, reference, opts) {
+    match list_step_for(model, adapter, trainable, objective, input, reference, opts) {
         Ok(s) => Ok(Some((s, mixed.lambda))),
         // Pairwise losses need a best and a worst response; a constant target has none.
         Err(TrainError::Math(MathError::NoPreference { .. })) => Ok(None),
@@ -671,11 +720,11 @@ fn sft_nll(
 fn sft_step(
     model: &Model,
     adapter: &Adapter,
+    vars: &[candle_core::Var],
     ex: &RenderedSft,
     dropout_seed: Option<u64>,
     grad_scale: f64,
 ) -> TrainResult<(f64, Vec<Tensor>)> {
-    let vars = adapter.vars();
     let Some(nll) = sft_nll(model, adapter, ex, dropout_seed)? else {
         let zeros = vars
             .iter()
@@ -726,6 +775,7 @@ fn evaluate<'r>(
                     cfg,
                     model,
                     adapter,
+                    &[], // evaluation never back-propagates
                     objective,
                     list,
                     &lambda,

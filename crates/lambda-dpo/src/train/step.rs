@@ -12,7 +12,7 @@
 //! dropout masks are a pure function of (seed, chunk), so both passes see identical masks and the
 //! result equals the one-pass gradient.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, Var};
 use lambda_dpo_math::{LossInput, LossOutput, Objective, Target};
 use lambda_dpo_model::{Adapter, LoraRun, Model, ScoreOptions, ScoreRequest};
 
@@ -60,15 +60,37 @@ pub struct ListStep {
     pub policy_logps: Vec<f64>,
     pub reference_logps: Option<Vec<f64>>,
     pub lengths: Vec<usize>,
-    /// `scale · ∂L/∂v` for every adapter var, in `adapter.named_vars()` order (empty when
-    /// `backward` was off).
+    /// `scale · ∂L/∂v` for every trainable var, in order (empty when `backward` was off).
     pub grads: Vec<Tensor>,
 }
 
-/// Loss, statistics and gradients of one list (see the module docs).
+/// Loss, statistics and gradients of one list (see the module docs), with respect to the
+/// adapter's variables.
 pub fn list_step(
     model: &Model,
     adapter: &Adapter,
+    objective: &Objective,
+    list: ListInput<'_>,
+    reference: Reference<'_>,
+    opts: StepOptions,
+) -> TrainResult<ListStep> {
+    list_step_for(
+        model,
+        adapter,
+        &adapter.vars(),
+        objective,
+        list,
+        reference,
+        opts,
+    )
+}
+
+/// [`list_step`] with gradients for the given variables (full fine-tuning passes the model's
+/// own weights and an empty adapter).
+pub fn list_step_for(
+    model: &Model,
+    adapter: &Adapter,
+    trainable: &[Var],
     objective: &Objective,
     list: ListInput<'_>,
     reference: Reference<'_>,
@@ -133,7 +155,7 @@ pub fn list_step(
         });
     }
     // Surrogate backward, chunk by chunk.
-    let vars = adapter.named_vars();
+    let vars = trainable;
     let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
     for (c, r) in chunks.iter().enumerate() {
         let sums = match kept.take() {
@@ -147,7 +169,7 @@ pub fn list_step(
         let g = Tensor::from_vec(g, r.len(), sums.device())?; // [K], constant
         let surrogate = (sums * g)?.sum_all()?;
         let store = surrogate.backward()?;
-        for (slot, (_, var)) in grads.iter_mut().zip(&vars) {
+        for (slot, var) in grads.iter_mut().zip(vars) {
             if let Some(gv) = store.get(var.as_tensor()) {
                 *slot = Some(match slot.take() {
                     Some(acc) => (acc + gv)?,
@@ -158,8 +180,8 @@ pub fn list_step(
     }
     let grads = grads
         .into_iter()
-        .zip(&vars)
-        .map(|(g, (_, v))| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+        .zip(vars)
+        .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
         .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(ListStep {
         output,

@@ -145,6 +145,11 @@ pub struct RenderedList {
     /// `ratings[k][i]`: rating of response `i` on `PreferenceData::dimensions[k]`.
     pub ratings: Vec<Vec<Option<f64>>>,
     pub truncated: bool,
+    /// The prompt as chat messages when it was rendered with the chat template (`None` for
+    /// plain text without a template and for pre-tokenized prompts): what λ-conditioning
+    /// re-renders with a system message.
+    #[serde(skip)]
+    pub prompt_messages: Option<Vec<lambda_dpo_model::Message>>,
 }
 
 /// The result of [`load_preferences`].
@@ -487,6 +492,7 @@ fn stage(
         report.drop_too_few(&source);
         return Ok(None);
     }
+    let prompt_messages = prompt.messages().map(<[_]>::to_vec);
     let mut prompt_ids = prompt.ids;
     let truncated = truncate_list(
         &mut prompt_ids,
@@ -534,6 +540,7 @@ fn stage(
             responses,
             ratings: Vec::new(),
             truncated,
+            prompt_messages,
         },
         local,
     }))

@@ -43,6 +43,6 @@ pub use load::{
 };
 pub use reader::{ReadCounters, ReadOptions, RecordReader};
 pub use record::{Content, ListRecord, Pos, Prompt, Record, Response, Scores, SftRecord};
-pub use render::{infer_seqlen, Renderer, Truncation};
+pub use render::{cut, infer_seqlen, Renderer, Truncation};
 pub use report::LoadReport;
 pub use source::{JsonSource, Layout, RawRecord};

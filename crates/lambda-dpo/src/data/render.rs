@@ -54,6 +54,16 @@ pub struct RenderedPrompt {
     mode: Mode,
 }
 
+impl RenderedPrompt {
+    /// The chat messages this prompt was rendered from (only when the template was used).
+    pub fn messages(&self) -> Option<&[Message]> {
+        match &self.mode {
+            Mode::Template { messages, .. } => Some(messages),
+            Mode::Plain | Mode::Ids => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Mode {
     /// Rendered with the chat template: the messages and the prompt text.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use lambda_dpo_math::{LambdaSource, LogpMode, Loss, LrDecay, MissingPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::train::conditioning::Conditioning;
 use crate::train::error::{TrainError, TrainResult};
 use crate::train::optim::AdamWConfig;
 
@@ -307,6 +308,11 @@ pub enum LambdaPer {
 pub struct LambdaSection {
     #[serde(default = "per_example")]
     pub per: LambdaPer,
+    /// How λ reaches the policy: `"none"` (default; the paper: λ only mixes the targets) or
+    /// `"prompt"` (λ rendered into the system message for every example, see
+    /// `train::conditioning`), which makes λ adjustable at inference.
+    #[serde(default)]
+    pub conditioning: Conditioning,
     /// `kind = "fixed" | "one-hot-cycle" | "dirichlet" | "table" | "grid"` and its fields.
     #[serde(flatten)]
     pub source: Option<LambdaSource>,
@@ -316,6 +322,7 @@ impl Default for LambdaSection {
     fn default() -> Self {
         Self {
             per: LambdaPer::Example,
+            conditioning: Conditioning::None,
             source: None,
         }
     }
@@ -510,6 +517,14 @@ impl TrainConfig {
                 "model.adapter",
                 "with reference.mode = \"disabled-adapter\" the reference would silently be the base model *without* this adapter (LLaMA-Factory #8459)\nhint: to start preference training from an SFT adapter, set `model.sft_adapter` instead (it is merged into the weights, so the reference is the SFT model), or give the reference explicitly with reference.mode = \"model\"".into(),
             );
+        }
+        if self.lambda.conditioning == Conditioning::Prompt {
+            if self.train.stage != Stage::Preference {
+                return err("lambda.conditioning", "prompt conditioning renders the preference weights λ; an SFT stage has none\nhint: set it on the preference stage only".into());
+            }
+            if self.reference.mode == ReferenceMode::Cache {
+                return err("reference.mode", "with lambda.conditioning = \"prompt\" the prompt (and so the reference log-probs) changes with every λ, so they cannot be cached\nhint: use reference.mode = \"disabled-adapter\", \"model\" or \"none\"".into());
+            }
         }
         if self.train.full_finetune {
             if self.model.dtype != "f32" {

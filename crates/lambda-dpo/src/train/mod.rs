@@ -1,8 +1,9 @@
 //! The trainer: config ([`config`]), the loop ([`run`]), the per-list preference step
-//! ([`step`]), AdamW and clipping ([`optim`]), checkpoints ([`checkpoint`]) and metrics
+//! ([`step`]), λ-conditioning by prompt ([`conditioning`]), AdamW and clipping ([`optim`]), checkpoints ([`checkpoint`]) and metrics
 //! ([`metrics`]).
 
 pub mod checkpoint;
+pub mod conditioning;
 pub mod config;
 pub mod error;
 pub mod metrics;

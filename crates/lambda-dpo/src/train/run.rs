@@ -30,6 +30,7 @@ use lambda_dpo_model::{
 
 use crate::data::{self, LoadOptions, RenderedList, RenderedSft};
 use crate::train::checkpoint::{self, TrainState};
+use crate::train::conditioning::{quantize_lambda, Conditioner, Conditioning, ConditioningInfo};
 use crate::train::config::{LambdaPer, ReferenceMode, Stage, TrainConfig};
 use crate::train::error::{TrainError, TrainResult};
 use crate::train::metrics::{peak_rss_mb, Accumulator, MetricsLog};
@@ -139,6 +140,16 @@ fn train_stage(
             message: "no usable examples".into(),
         });
     }
+
+    let conditioner = match (&examples, cfg.lambda.conditioning) {
+        (Examples::Lists { dims, .. }, Conditioning::Prompt) => Some(Conditioner {
+            tokenizer: &tokenizer,
+            dimensions: dims.clone(),
+            kwargs: Default::default(),
+            max_length: cfg.data.max_length,
+        }),
+        _ => None,
+    };
 
     // 2. Model, adapter, optimizer, λ sampler.
     let mut model = Model::load(&cfg.model.path, dtype, &device)?;
@@ -307,6 +318,7 @@ fn train_stage(
                         dropout_seed,
                         grad_scale,
                         backward: true,
+                        conditioner: conditioner.as_ref(),
                     };
                     let step_now = state.step;
                     let result = preference_list(
@@ -442,6 +454,7 @@ fn train_stage(
                         i,
                     )
                 },
+                conditioner.as_ref(),
                 &mut log,
                 state.step,
             )? {
@@ -457,7 +470,7 @@ fn train_stage(
                 &state,
                 &optimizer,
                 &|dir| {
-                    write_product(cfg, &model, &adapter, dir)?;
+                    write_product(cfg, &model, &adapter, conditioner.as_ref(), dir)?;
                     Ok(cfg.train.full_finetune)
                 },
                 cfg.train.keep_last,
@@ -467,7 +480,13 @@ fn train_stage(
 
     // 5. The product: a PEFT adapter (or, fully fine-tuned, a model folder) in the run folder.
     let adapter_dir = if state.step == total_steps {
-        Some(write_product(cfg, &model, &adapter, out)?)
+        Some(write_product(
+            cfg,
+            &model,
+            &adapter,
+            conditioner.as_ref(),
+            out,
+        )?)
     } else {
         None
     };
@@ -488,25 +507,33 @@ fn write_product(
     cfg: &TrainConfig,
     model: &Model,
     adapter: &Adapter,
+    conditioner: Option<&Conditioner<'_>>,
     dir: &std::path::Path,
 ) -> TrainResult<PathBuf> {
-    if cfg.train.full_finetune {
+    let d = if cfg.train.full_finetune {
         let d = dir.join("model");
         model.save_pretrained(&cfg.model.path, &d)?;
-        Ok(d)
+        d
     } else {
         let d = dir.join("adapter");
         adapter.save(&d, &cfg.model.path.display().to_string())?;
-        Ok(d)
+        d
+    };
+    // A conditioned product says how to render λ, so `generate --lambda` needs no config.
+    if let Some(c) = conditioner {
+        ConditioningInfo::new(&c.dimensions).save(&d)?;
     }
+    Ok(d)
 }
 
-/// How one list is run: dropout, gradient scale, and whether to back-propagate.
+/// How one list is run: dropout, gradient scale, whether to back-propagate, and whether λ is
+/// rendered into its prompt.
 #[derive(Debug, Clone, Copy)]
-struct ListPass {
+struct ListPass<'c> {
     dropout_seed: Option<u64>,
     grad_scale: f64,
     backward: bool,
+    conditioner: Option<&'c Conditioner<'c>>,
 }
 
 /// One preference list under `lambda`: target, loss, statistics (and gradients when training).
@@ -522,16 +549,29 @@ fn preference_list(
     list: &RenderedList,
     lambda: &[f64],
     reference: Reference<'_>,
-    pass: ListPass,
+    pass: ListPass<'_>,
 ) -> TrainResult<Option<(ListStep, Vec<f64>)>> {
+    // Conditioned, the policy sees λ on the 0.01 grid, so the target is mixed with exactly that.
+    let (lambda, prompt) = match pass.conditioner {
+        Some(c) => {
+            let q = quantize_lambda(lambda);
+            let longest = list.responses.iter().map(Vec::len).max().unwrap_or(0);
+            let ids = c.prompt_ids(&list.source, list.prompt_messages.as_deref(), &q, longest)?;
+            (q, std::borrow::Cow::Owned(ids))
+        }
+        None => (
+            lambda.to_vec(),
+            std::borrow::Cow::Borrowed(&list.prompt_ids),
+        ),
+    };
     let mixed = mixed_target(
         &list.ratings,
-        lambda,
+        &lambda,
         cfg.loss.target_temperature,
         cfg.data.missing_rating,
     )?;
     let input = ListInput {
-        prompt: &list.prompt_ids,
+        prompt: &prompt,
         responses: &list.responses,
         target: &mixed.target,
     };
@@ -755,6 +795,7 @@ fn evaluate<'r>(
     adapter: &Adapter,
     objective: &Objective,
     reference: &dyn Fn(usize) -> Reference<'r>,
+    conditioner: Option<&Conditioner<'_>>,
     log: &mut MetricsLog,
     step: u64,
 ) -> TrainResult<Option<serde_json::Value>> {
@@ -770,6 +811,7 @@ fn evaluate<'r>(
                     dropout_seed: None,
                     grad_scale: 1.0,
                     backward: false,
+                    conditioner,
                 };
                 if let Some((s, lambda)) = preference_list(
                     cfg,

@@ -156,7 +156,7 @@ impl Conditioner<'_> {
             return Err(TrainError::Config {
                 path: source.into(),
                 field: "lambda.conditioning".into(),
-                message: format!("prompt conditioning needs prompts rendered with the chat template (text or messages), not pre-tokenized ids or plain text\nhint: give text prompts and a model with a chat template, or set lambda.conditioning = \"none\""),
+                message: "prompt conditioning needs prompts rendered with the chat template (text or messages), not pre-tokenized ids or plain text\nhint: give text prompts and a model with a chat template, or set lambda.conditioning = \"none\"".into(),
             });
         };
         let msgs = conditioned_messages(messages, &self.dimensions, lambda);

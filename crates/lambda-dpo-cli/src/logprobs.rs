@@ -252,7 +252,7 @@ fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> 
     Ok(items)
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

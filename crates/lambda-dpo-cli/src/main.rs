@@ -3,7 +3,9 @@
 //! with code 2, other failures with 1. Data goes to stdout, logs and progress to stderr.
 
 mod data_cmd;
+mod demo_cmd;
 mod export;
+mod generate_cmd;
 mod input_error;
 mod logprobs;
 mod progress;
@@ -28,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The built-in main job: DPO, λ-DPO and λ-conditioned λ-DPO on a synthetic world with known rewards, evaluated over a λ grid, with a report (minutes on a laptop CPU).
+    Demo(demo_cmd::DemoArgs),
     /// Per-token log-probabilities of completions under a model (and optional adapter).
     Logprobs(logprobs::LogprobsArgs),
     /// Merge a LoRA adapter into its base model and write a plain Hugging Face folder.
@@ -40,17 +44,21 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Evaluate a preference objective without training (policy vs reference log-probs, target, loss).
     Score(score_cmd::ScoreArgs),
+    /// Generate completions (greedy or sampled, batched) with a model, an adapter or an adapter soup.
+    Generate(generate_cmd::GenerateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Demo(args) => demo_cmd::run(args),
         Command::Logprobs(args) => logprobs::run(args),
         Command::Export(args) => export::run(args),
         Command::Data(args) => data_cmd::run(args),
         Command::Schedule(args) => schedule::run(args),
         Command::Train(args) => train_cmd::run(args),
         Command::Score(args) => score_cmd::run(args),
+        Command::Generate(args) => generate_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@
 //!   minimum-norm least squares and [`simplex`]'s grids.
 //! - [`lr`]: learning-rate schedules as pure functions of the step.
 //! - [`rank`]: orderings with a fixed tie rule and rank-agreement metrics.
+//! - [`pareto`]: evaluation of a λ sweep — Spearman correlation, Pareto front, hypervolume.
 //!
 //! Everything validates its inputs and returns [`MathError`] rather than NaN.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod linalg;
 pub mod loss;
 pub mod lr;
+pub mod pareto;
 pub mod rank;
 pub mod rng;
 pub mod sampler;

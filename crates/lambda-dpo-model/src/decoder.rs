@@ -2,15 +2,18 @@
 //! everywhere, base weights frozen by construction.
 //!
 //! One code path serves both families; they differ only in which projections carry a bias
-//! (resolved in [`ModelConfig`]). Shapes use B = batch, T = time, H = heads, Hk = kv heads,
-//! G = H / Hk (query heads per kv head), d = head_dim, E = hidden size.
+//! (resolved in [`ModelConfig`]). [`Model::forward_cached`] is the inference twin used by
+//! generation: the same projections, rope and attention (one shared `attend`), over the new
+//! tokens only, with keys and values kept in a [`KvCache`] and no autograd graph. Shapes use
+//! B = batch, T = time, S = key positions, H = heads, Hk = kv heads, G = H / Hk (query heads
+//! per kv head), d = head_dim, E = hidden size.
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::lora::{LoraLayer, LoraRun, SplitMix64, Target};
 use crate::ops::{frozen_linear, rms_norm, softmax_last_dim};
 use crate::rope;
@@ -194,7 +197,6 @@ impl Model {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (h, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let g = h / hk;
         let q = self.project(i, layer, Target::Q, x, lora)?; // [B, T, H·d]
         let k = self.project(i, layer, Target::K, x, lora)?; // [B, T, Hk·d]
         let v = self.project(i, layer, Target::V, x, lora)?; // [B, T, Hk·d]
@@ -203,23 +205,35 @@ impl Model {
         let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
         let q = rope::apply(&q, &pos.cos, &pos.sin)?;
         let k = rope::apply(&k, &pos.cos, &pos.sin)?;
+        let out = self.attend(&q, &k, &v, &pos.mask)?; // [B, T, H·d]
+        self.project(i, layer, Target::O, &out, lora)
+    }
+
+    /// Scaled dot-product attention with grouped kv heads: `q: [B, H, T, d]`,
+    /// `k, v: [B, Hk, S, d]` (S = T in training; cached positions + T when decoding), `mask`
+    /// additive f32 broadcastable to `[B, H, T, S]` → `[B, T, H·d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, _, t, _) = q.dims4()?;
+        let s = k.dim(2)?;
+        let (h, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let g = h / hk;
         // GQA without copying K/V: the G query heads that share a kv head are consecutive
         // (transformers `repeat_kv`), so [B, H, T, d] → [B, Hk, G·T, d] is a free reshape.
         let qg = q.reshape((b, hk, g * t, d))?; // [B, Hk, G·T, d]
-        let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // [B, Hk, G·T, T]
+        let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // [B, Hk, G·T, S]
         let scores = scores
-            .reshape((b, h, t, t))?
+            .reshape((b, h, t, s))?
             .to_dtype(DType::F32)?
-            .broadcast_add(&pos.mask)?; // [B, H, T, T]
+            .broadcast_add(mask)?; // [B, H, T, S]
         let probs = softmax_last_dim(&scores)?
             .to_dtype(self.dtype)?
-            .reshape((b, hk, g * t, t))?;
-        let out = probs.matmul(&v)?; // [B, Hk, G·T, d]
-        let out = out
+            .reshape((b, hk, g * t, s))?;
+        let out = probs.matmul(v)?; // [B, Hk, G·T, d]
+        Ok(out
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
-            .reshape((b, t, h * d))?; // [B, T, H·d]
-        self.project(i, layer, Target::O, &out, lora)
+            .reshape((b, t, h * d))?) // [B, T, H·d]
     }
 
     fn mlp(
@@ -263,6 +277,189 @@ impl Model {
         }
         Ok(y)
     }
+}
+
+/// Keys and values of every layer for the positions already run, for incremental decoding.
+///
+/// Each layer owns a preallocated `[B, Hk, C, d]` buffer (C = capacity, in the model's dtype);
+/// a step writes its new columns in place, so decoding n tokens copies O(n) values per layer
+/// instead of the O(n²) of concatenating a growing cache every step. Only the first
+/// [`KvCache::len`] columns are ever read.
+#[derive(Debug)]
+pub struct KvCache {
+    k: Vec<Tensor>, // per layer [B, Hk, C, d]
+    v: Vec<Tensor>, // per layer [B, Hk, C, d]
+    len: usize,
+    capacity: usize,
+    batch: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` rows and at most `capacity` positions.
+    pub fn new(model: &Model, batch: usize, capacity: usize) -> Result<Self> {
+        let c = &model.config;
+        let shape = (batch, c.num_kv_heads, capacity, c.head_dim);
+        let zeros = || Tensor::zeros(shape, model.dtype, &model.device);
+        let k = (0..c.num_layers)
+            .map(|_| zeros())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = (0..c.num_layers)
+            .map(|_| zeros())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            k,
+            v,
+            len: 0,
+            capacity,
+            batch,
+        })
+    }
+
+    /// Positions (columns) cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Rows currently held.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    /// Keeps only `rows` (indices into the current batch, in the given order). Generation drops
+    /// finished rows this way, so they cost nothing in later steps.
+    pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let device = self.k.first().map(|t| t.device().clone());
+        let Some(device) = device else {
+            self.batch = rows.len();
+            return Ok(());
+        };
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.batch) {
+            return Err(ModelError::Input(format!(
+                "kv cache: row {bad} requested, the cache holds {} rows",
+                self.batch
+            )));
+        }
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::from_vec(idx, rows.len(), &device)?; // [B']
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *t = t.index_select(&idx, 0)?; // [B', Hk, C, d]
+        }
+        self.batch = rows.len();
+        Ok(())
+    }
+}
+
+impl Model {
+    /// Inference forward over new tokens with a [`KvCache`]; returns the f32 logits of the
+    /// *last* column of every row, `[B, V]`.
+    ///
+    /// `ids: [B, T]` are the tokens following the `cache.len()` cached columns (T = the padded
+    /// prompt length for the first call, 1 per decoding step after that); `positions` holds the
+    /// B·T rotary positions row by row, so rows may sit at different positions (left padding).
+    /// `mask` is additive f32 (0 or −∞) broadcastable to `[B, 1, T, cache.len() + T]`; `None`
+    /// means plain causal attention over everything cached. No autograd graph is built: every
+    /// projection's output is detached (the adapter's `Var`s would otherwise chain a graph
+    /// through the cache across steps), and dropout is off.
+    ///
+    /// The arithmetic is the training forward's ([`Model::hidden_states`]: same projections,
+    /// rope, attention and norms), so a cached decode matches re-running the whole sequence.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        adapter: Option<&crate::lora::Adapter>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let c = &self.config;
+        let start = cache.len;
+        let total = start + t;
+        if b != cache.batch {
+            return Err(ModelError::Input(format!(
+                "forward_cached: {b} rows of ids, the kv cache holds {}",
+                cache.batch
+            )));
+        }
+        if total > cache.capacity {
+            return Err(ModelError::Input(format!(
+                "forward_cached: {total} positions do not fit the kv cache (capacity {})",
+                cache.capacity
+            )));
+        }
+        if positions.len() != b * t {
+            return Err(ModelError::Input(format!(
+                "forward_cached: {} positions for {b}×{t} ids",
+                positions.len()
+            )));
+        }
+        let lora = adapter.map(|adapter| LoraRun {
+            adapter,
+            dropout_seed: None,
+        });
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, positions, self.dtype, &self.device)?; // [B·T, d]
+        let cos = cos.reshape((b, 1, t, c.head_dim))?; // [B, 1, T, d]
+        let sin = sin.reshape((b, 1, t, c.head_dim))?; // [B, 1, T, d]
+        let mask = match mask {
+            Some(m) => m.clone(),
+            None => causal_mask_offset(t, start, &self.device)?, // [T, S]
+        };
+        let mut x =
+            self.embed_tokens
+                .embedding(&ids.flatten_all()?)?
+                .reshape((b, t, c.hidden_size))?; // [B, T, E]
+        let (h, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let hn = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            let proj = |target, x: &Tensor| -> Result<Tensor> {
+                Ok(self.project(i, layer, target, x, lora)?.detach())
+            };
+            let q = proj(Target::Q, &hn)?; // [B, T, H·d]
+            let k = proj(Target::K, &hn)?; // [B, T, Hk·d]
+            let v = proj(Target::V, &hn)?; // [B, T, Hk·d]
+            let q = q.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()?; // [B, H, T, d]
+            let k = k.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
+            let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
+            let q = rope::apply(&q, &cos, &sin)?;
+            let k = rope::apply(&k, &cos, &sin)?.contiguous()?;
+            cache.k[i].slice_set(&k, 2, start)?;
+            cache.v[i].slice_set(&v, 2, start)?;
+            let k_all = cache.k[i].narrow(2, 0, total)?; // [B, Hk, S, d]
+            let v_all = cache.v[i].narrow(2, 0, total)?; // [B, Hk, S, d]
+            let attn = self.attend(&q, &k_all, &v_all, &mask)?; // [B, T, H·d]
+            x = (x + proj(Target::O, &attn)?)?;
+            let hn = rms_norm(&x, &layer.post_attention_norm, c.rms_norm_eps)?;
+            x = (x + self.mlp(i, layer, &hn, lora)?.detach())?; // [B, T, E]
+        }
+        cache.len = total;
+        let last = x.narrow(1, t - 1, 1)?.squeeze(1)?; // [B, E]
+        let normed = self.final_norm(&last)?; // [B, E]
+        Ok(normed.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?) // [B, V]
+    }
+}
+
+/// `[T, S]` causal mask for T new queries after `offset` cached keys (S = offset + T):
+/// query i sees keys 0..=offset + i.
+fn causal_mask_offset(t: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let s = offset + t;
+    let v: Vec<f32> = (0..t * s)
+        .map(|k| {
+            if k % s > offset + k / s {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(v, (t, s), device)?)
 }
 
 /// `s · dropout(x)·Aᵀ·Bᵀ` in f32: `x: [..., in]` → `[..., out]`.

@@ -1,0 +1,207 @@
+//! The demo's runs as TOML configurations: the SFT stage that teaches a randomly initialised
+//! model the world's language, and the preference methods compared from that SFT model with
+//! the same budget and seeds. The configs are written into the demo folder, so every run can
+//! be repeated by hand with `lambda-dpo train --config`.
+
+use std::path::Path;
+
+/// A preference method of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Pairwise DPO on best vs worst under uniform λ (the paper's baseline construction).
+    Dpo,
+    /// λ-DPO as in the paper: λ ~ Dirichlet(1) mixes the targets and never reaches the model.
+    LambdaDpo,
+    /// λ-DPO with λ rendered into the system message (λ adjustable at inference).
+    LambdaDpoPrompt,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Dpo, Method::LambdaDpo, Method::LambdaDpoPrompt];
+
+    /// Folder and JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Dpo => "dpo",
+            Method::LambdaDpo => "lambda-dpo",
+            Method::LambdaDpoPrompt => "lambda-dpo-prompt",
+        }
+    }
+
+    /// Name in tables and plots.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Dpo => "DPO (best vs worst, uniform λ)",
+            Method::LambdaDpo => "λ-DPO (paper, unconditioned)",
+            Method::LambdaDpoPrompt => "λ-DPO + prompt conditioning",
+        }
+    }
+
+    /// Whether λ reaches the policy at inference.
+    pub fn conditioned(self) -> bool {
+        self == Method::LambdaDpoPrompt
+    }
+}
+
+/// How much work each stage does (`--quick` shrinks every figure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    pub sft_steps: u64,
+    pub sft_learning_rate: f64,
+    pub pref_steps: u64,
+    pub pref_learning_rate: f64,
+    pub grad_accum: usize,
+    pub lora_r: usize,
+    /// Eval prompts sampled per λ of the grid.
+    pub eval_prompts: usize,
+    /// Responses sampled per prompt and λ.
+    pub samples_per_prompt: usize,
+    /// Simplex grid step of the evaluation λs.
+    pub grid_step: f64,
+}
+
+impl Budget {
+    pub fn full() -> Self {
+        Self {
+            sft_steps: 500,
+            sft_learning_rate: 3e-3,
+            pref_steps: 120,
+            pref_learning_rate: 5e-3,
+            grad_accum: 4,
+            lora_r: 16,
+            eval_prompts: 24,
+            samples_per_prompt: 2,
+            grid_step: 0.25,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            sft_steps: 150,
+            sft_learning_rate: 5e-3,
+            pref_steps: 30,
+            pref_learning_rate: 1e-2,
+            grad_accum: 2,
+            lora_r: 8,
+            eval_prompts: 8,
+            samples_per_prompt: 1,
+            grid_step: 0.5,
+        }
+    }
+}
+
+/// TOML path strings (forward slashes, quotes escaped).
+fn p(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+}
+
+/// The SFT run: full fine-tuning of the random model on the world's conversations.
+pub fn sft_config(init: &Path, data: &Path, out: &Path, b: &Budget, seed: u64) -> String {
+    format!(
+        r#"# lambda-dpo demo: SFT from scratch (every weight trained) on the world's conversations.
+[model]
+path = "{init}"
+[data]
+train = "{data}"
+eval_fraction = 0.05
+max_length = 256
+[train]
+stage = "sft"
+full_finetune = true
+output_dir = "{out}"
+learning_rate = {lr:e}
+max_steps = {steps}
+grad_accum = {accum}
+lr_schedule = "cosine"
+warmup_ratio = 0.05
+max_grad_norm = 1.0
+seed = {seed}
+[reference]
+mode = "none"
+"#,
+        init = p(init),
+        data = p(data),
+        out = p(out),
+        lr = b.sft_learning_rate,
+        steps = b.sft_steps,
+        accum = b.grad_accum,
+    )
+}
+
+/// Where a preference run reads and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RunPaths<'a> {
+    /// The SFT model folder (policy base and, adapter disabled, the reference).
+    pub model: &'a Path,
+    pub train: &'a Path,
+    pub eval: &'a Path,
+    pub out: &'a Path,
+}
+
+/// A preference run from the SFT model (LoRA; the reference is the SFT model itself, i.e. the
+/// adapter disabled).
+pub fn preference_config(
+    method: Method,
+    paths: RunPaths<'_>,
+    dims: usize,
+    b: &Budget,
+    seed: u64,
+) -> String {
+    let uniform = vec![format!("{:.17}", 1.0 / dims as f64); dims].join(", ");
+    let ones = vec!["1.0"; dims].join(", ");
+    let (loss, lambda) = match method {
+        Method::Dpo => (
+            "type = \"dpo\"\nbeta = 0.1".to_string(),
+            format!("kind = \"fixed\"\nlambda = [{uniform}]"),
+        ),
+        Method::LambdaDpo => (
+            "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
+            format!("kind = \"dirichlet\"\nalpha = [{ones}]"),
+        ),
+        Method::LambdaDpoPrompt => (
+            "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
+            format!("conditioning = \"prompt\"\nkind = \"dirichlet\"\nalpha = [{ones}]"),
+        ),
+    };
+    format!(
+        r#"# lambda-dpo demo: {label}.
+[model]
+path = "{model}"
+[data]
+train = "{train}"
+eval = "{eval}"
+max_length = 256
+[lora]
+r = {r}
+alpha = {alpha:.1}
+[train]
+output_dir = "{out}"
+learning_rate = {lr:e}
+max_steps = {steps}
+grad_accum = {accum}
+lr_schedule = "cosine"
+warmup_ratio = 0.1
+max_grad_norm = 1.0
+seed = {seed}
+[reference]
+mode = "disabled-adapter"
+[lambda]
+{lambda}
+[loss]
+{loss}
+"#,
+        label = method.label(),
+        model = p(paths.model),
+        train = p(paths.train),
+        eval = p(paths.eval),
+        out = p(paths.out),
+        r = b.lora_r,
+        alpha = 2.0 * b.lora_r as f64,
+        lr = b.pref_learning_rate,
+        steps = b.pref_steps,
+        accum = b.grad_accum,
+    )
+}

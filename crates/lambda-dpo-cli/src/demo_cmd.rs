@@ -21,6 +21,17 @@ pub struct DemoArgs {
     /// Seed of the world, the initial weights, data order, λ draws and sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Override a field of every preference run's config (as `train --set`), e.g.
+    /// `--set loss.beta=0.5`; repeatable. The configs written into OUT/configs show the result.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pref_overrides: Vec<String>,
+    /// Override a field of the SFT run's config, e.g. `--sft-set train.max_steps=800`.
+    #[arg(long = "sft-set", value_name = "KEY=VALUE")]
+    sft_overrides: Vec<String>,
+    /// Reuse a finished run in OUT/runs whose resolved config is unchanged instead of training
+    /// it again (e.g. keep the SFT model while trying preference settings).
+    #[arg(long)]
+    reuse_runs: bool,
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
@@ -33,6 +44,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             out: args.out.clone(),
             quick: args.quick,
             seed: args.seed,
+            pref_overrides: args.pref_overrides.clone(),
+            sft_overrides: args.sft_overrides.clone(),
+            reuse_runs: args.reuse_runs,
         },
         &mut |event| match event {
             DemoEvent::Phase(name) => {

@@ -7,8 +7,12 @@
 //! object plus `completion`, `num_tokens` and `finish_reason` (`stop_token` | `stop_string` |
 //! `length`), on stdout or written atomically to `--output`.
 //!
-//! Several `--adapter` with `--lambda` are combined into one rank-concatenated adapter
-//! computing Σ λ_k ΔW_k (`lambda_dpo_model::soup`). Generation itself (batched, KV-cached,
+//! `--lambda` turns the preference weights at inference, three ways: several `--adapter` are
+//! combined into one rank-concatenated adapter computing Σ λ_k ΔW_k (`lambda_dpo_model::soup`);
+//! one adapter trained with `lambda.conditioning = "prompt"` gets λ rendered into every
+//! prompt's system message exactly as in training; one trained with `"svd-lora"` runs with λ
+//! as its last m singular values. Which one is read from the adapter folder's
+//! `lambda_conditioning.json` (written by the trainer). Generation itself (batched, KV-cached,
 //! greedy or seeded sampling) is `lambda_dpo_model::generate`; prompts are batched longest
 //! first so a batch holds prompts of similar length, and every prompt samples from its own
 //! seed (`row_seed(--seed, line index)`), so results do not depend on `--batch-size`.
@@ -18,9 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use lambda_dpo::train::conditioning::conditioned_messages;
 use lambda_dpo_model::{
-    generate_with_progress, row_seed, soup, stop_token_ids, Adapter, GenerateOptions, Message,
-    Model, Prompt, SamplingConfig, Tokenizer,
+    generate_with_progress, row_seed, stop_token_ids, GenerateOptions, Message, Model, Prompt,
+    SamplingConfig, Tokenizer,
 };
 use serde_json::{Map, Value};
 
@@ -39,8 +44,10 @@ pub struct GenerateArgs {
     /// combine several adapters (e.g. one per preference dimension) into an adapter soup.
     #[arg(long)]
     adapter: Vec<PathBuf>,
-    /// Soup weights λ, one per --adapter, comma-separated (e.g. 0.7,0.3): the adapters'
-    /// updates are combined as Σ λ_k ΔW_k. Need not sum to 1 (Σλ scales the update).
+    /// Preference weights λ, comma-separated. With several --adapter: one soup weight per
+    /// adapter (updates combined as Σ λ_k ΔW_k; need not sum to 1). With one λ-conditioned
+    /// adapter (trained with lambda.conditioning = "prompt" or "svd-lora"): one weight per
+    /// preference dimension, on the simplex (e.g. 0.5,0.2,0.2,0.1).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     lambda: Option<Vec<f64>>,
     /// One prompt; its completion is printed on stdout.
@@ -98,7 +105,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if args.batch_size == 0 {
         return Err(InputError::new("--batch-size", None, None, "must be ≥ 1").into());
     }
-    check_adapter_flags(args)?;
+    crate::adapters::check_adapter_flags(&args.adapter, args.lambda.as_deref())?;
     if args.raw && args.system.is_some() {
         return Err(InputError::new(
             "--system",
@@ -144,17 +151,25 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let tokenizer = Tokenizer::from_dir(&args.model)
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
-    let adapter = load_adapter(args, &model)?;
+    let (adapter, prompt_lambda) = crate::adapters::load_adapter(
+        &args.adapter,
+        args.lambda.as_deref(),
+        &model.config,
+        &model.device,
+    )?;
+    let cond = prompt_lambda
+        .as_ref()
+        .map(|(d, l)| (d.as_slice(), l.as_slice()));
 
     let items = match (&args.prompt, &args.input) {
         (Some(p), _) => {
             let mut obj = Map::new();
             obj.insert("prompt".into(), Value::String(p.clone()));
-            let ids = prompt_ids(&obj, args, &tokenizer)
+            let ids = prompt_ids(&obj, args, &tokenizer, cond)
                 .map_err(|(field, msg)| InputError::new("--prompt", None, field, msg))?;
             vec![Item { ids, echo: obj }]
         }
-        (None, Some(path)) => read_items(path, args, &tokenizer)?,
+        (None, Some(path)) => read_items(path, args, &tokenizer, cond)?,
         (None, None) => unreachable!("clap requires --prompt or --input"),
     };
 
@@ -182,10 +197,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         args.model.display(),
         model.config.num_layers,
         dtype,
-        match args.adapter.len() {
-            0 => String::new(),
-            1 => " + adapter".into(),
-            n => format!(" + soup of {n} adapters"),
+        match (args.adapter.len(), &args.lambda) {
+            (0, _) => String::new(),
+            (1, None) => " + adapter".into(),
+            (1, Some(l)) => format!(" + λ-conditioned adapter at λ = {l:?}"),
+            (n, _) => format!(" + soup of {n} adapters"),
         },
         if opts.sampling.is_greedy() {
             "greedy".to_string()
@@ -252,81 +268,13 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--adapter` / `--lambda` combinations: none, one adapter, or a soup (n ≥ 2 with n weights).
-fn check_adapter_flags(args: &GenerateArgs) -> Result<()> {
-    let n = args.adapter.len();
-    match (&args.lambda, n) {
-        (None, 0 | 1) => Ok(()),
-        (None, n) => Err(InputError::new(
-            "--adapter",
-            None,
-            None,
-            format!("given {n} times without --lambda"),
-        )
-        .hint(format!(
-            "combine them into an adapter soup with one weight each, e.g. --lambda {}",
-            vec![format!("{:.3}", 1.0 / n as f64); n].join(",")
-        ))
-        .into()),
-        (Some(_), 0) => Err(InputError::new("--lambda", None, None, "given without --adapter")
-            .hint("--lambda weights the adapters of a soup: pass one --adapter per weight")
-            .into()),
-        (Some(_), 1) => Err(InputError::new(
-            "--lambda",
-            None,
-            None,
-            "with one --adapter there is nothing to weight: --lambda with one adapter needs one adapter per preference dimension to combine into a soup (conditioning a single adapter on λ through the prompt is not supported yet)",
-        )
-        .hint("pass --adapter once per dimension (e.g. adapters trained with one-hot λ) with one weight each, or drop --lambda to run the adapter as it is")
-        .into()),
-        (Some(l), n) if l.len() != n => Err(InputError::new(
-            "--lambda",
-            None,
-            None,
-            format!("{} weights for {n} adapters; expected one weight per --adapter", l.len()),
-        )
-        .into()),
-        (Some(l), _) => match l.iter().position(|x| !x.is_finite()) {
-            Some(i) => Err(InputError::new(
-                "--lambda",
-                None,
-                None,
-                format!("weight {} is {}; expected a finite number", i + 1, l[i]),
-            )
-            .into()),
-            None => Ok(()),
-        },
-    }
-}
-
-/// The adapter to run: none, the one given, or the soup of several.
-fn load_adapter(args: &GenerateArgs, model: &Model) -> Result<Option<Adapter>> {
-    let mut loaded = Vec::with_capacity(args.adapter.len());
-    for dir in &args.adapter {
-        loaded.push(
-            Adapter::load(dir, &model.config, &model.device)
-                .with_context(|| format!("loading adapter {}", dir.display()))?,
-        );
-    }
-    match (loaded.len(), &args.lambda) {
-        (0, _) => Ok(None),
-        (1, _) => Ok(loaded.pop()),
-        (_, Some(lambdas)) => {
-            let refs: Vec<&Adapter> = loaded.iter().collect();
-            let s = soup(&refs, lambdas).with_context(|| {
-                format!(
-                    "combining {} adapters into a soup with λ = {lambdas:?}",
-                    refs.len()
-                )
-            })?;
-            Ok(Some(s))
-        }
-        (_, None) => unreachable!("checked by check_adapter_flags"),
-    }
-}
-
 /// Reads and validates every line before any compute, so a bad line fails fast.
-fn read_items(path: &Path, args: &GenerateArgs, tok: &Tokenizer) -> Result<Vec<Item>> {
+fn read_items(
+    path: &Path,
+    args: &GenerateArgs,
+    tok: &Tokenizer,
+    cond: Option<(&[String], &[f64])>,
+) -> Result<Vec<Item>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?;
     let mut items = Vec::new();
@@ -343,7 +291,7 @@ fn read_items(path: &Path, args: &GenerateArgs, tok: &Tokenizer) -> Result<Vec<I
         let Value::Object(obj) = v else {
             return Err(err(None, format!("expected a JSON object, found {}", kind(&v))).into());
         };
-        let ids = prompt_ids(&obj, args, tok).map_err(|(field, msg)| err(field, msg))?;
+        let ids = prompt_ids(&obj, args, tok, cond).map_err(|(field, msg)| err(field, msg))?;
         items.push(Item { ids, echo: obj });
     }
     if items.is_empty() {
@@ -353,11 +301,24 @@ fn read_items(path: &Path, args: &GenerateArgs, tok: &Tokenizer) -> Result<Vec<I
 }
 
 /// The prompt ids of one input object, or the offending field and what is wrong with it.
+/// `cond`: (dimensions, λ) rendered into the system message (prompt-conditioned adapters).
 fn prompt_ids(
     obj: &Map<String, Value>,
     args: &GenerateArgs,
     tok: &Tokenizer,
+    cond: Option<(&[String], &[f64])>,
 ) -> std::result::Result<Vec<u32>, (Option<&'static str>, String)> {
+    if cond.is_some() && args.raw {
+        return Err((
+            None,
+            "a prompt-conditioned adapter reads λ from the system message, which --raw turns off"
+                .into(),
+        ));
+    }
+    let condition = |messages: Vec<Message>| match cond {
+        Some((dims, lambda)) => conditioned_messages(&messages, dims, lambda),
+        None => messages,
+    };
     let system = match obj.get("system") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -399,6 +360,7 @@ fn prompt_ids(
                 messages.push(Message::new("system", s));
             }
             messages.push(Message::new("user", p));
+            let messages = condition(messages);
             tokenize("prompt", tok.encode_chat(&messages, true, &Default::default()))?
         }
         (Some(other), None) => {
@@ -435,6 +397,7 @@ fn prompt_ids(
                     messages.insert(0, Message::new("system", s));
                 }
             }
+            let messages = condition(messages);
             tokenize("messages", tok.encode_chat(&messages, true, &Default::default()))?
         }
     };

@@ -2,6 +2,7 @@
 //! command's settings and runs it. Errors are printed as a chain on stderr; bad input exits
 //! with code 2, other failures with 1. Data goes to stdout, logs and progress to stderr.
 
+mod adapters;
 mod data_cmd;
 mod demo_cmd;
 mod export;

@@ -272,7 +272,11 @@ impl Model {
                         (i * 7 + target.index()) as u64,
                     )
                 });
-                y = (y + lora_update(l, x, dropout)?.to_dtype(self.dtype)?)?;
+                let diag = match &l.svd {
+                    Some(svd) => Some(run.adapter.svd_diagonal(svd)?),
+                    None => None,
+                };
+                y = (y + lora_update(l, diag.as_ref(), x, dropout)?.to_dtype(self.dtype)?)?;
             }
         }
         Ok(y)
@@ -462,8 +466,14 @@ fn causal_mask_offset(t: usize, offset: usize, device: &Device) -> Result<Tensor
     Ok(Tensor::from_vec(v, (t, s), device)?)
 }
 
-/// `s · dropout(x)·Aᵀ·Bᵀ` in f32: `x: [..., in]` → `[..., out]`.
-fn lora_update(l: &LoraLayer, x: &Tensor, dropout: Option<(u64, f64, u64)>) -> Result<Tensor> {
+/// `s · dropout(x)·Aᵀ·Bᵀ` in f32: `x: [..., in]` → `[..., out]`; with SVD-LoRA's diagonal
+/// `diag = [σ, s·λ]` (`[r+m]`), `s · ((dropout(x)·Aᵀ) ⊙ diag)·Bᵀ`.
+fn lora_update(
+    l: &LoraLayer,
+    diag: Option<&Tensor>,
+    x: &Tensor,
+    dropout: Option<(u64, f64, u64)>,
+) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("non-empty");
     let m = x.elem_count() / inp;
@@ -479,9 +489,11 @@ fn lora_update(l: &LoraLayer, x: &Tensor, dropout: Option<(u64, f64, u64)>) -> R
             )?)?;
         }
     }
-    let y = x
-        .matmul(&l.a.as_tensor().t()?)?
-        .matmul(&l.b.as_tensor().t()?)?; // [M, out]
+    let mut xa = x.matmul(&l.a.as_tensor().t()?)?; // [M, r(+m)]
+    if let Some(d) = diag {
+        xa = xa.broadcast_mul(d)?;
+    }
+    let y = xa.matmul(&l.b.as_tensor().t()?)?; // [M, out]
     let mut out = dims;
     *out.last_mut().expect("non-empty") = y.dim(1)?;
     Ok((y * l.scale)?.reshape(out)?)

@@ -9,6 +9,21 @@
 //! An adapter lives outside the model and is passed to each forward: passing none *is* the
 //! "disabled adapter" reference model, for free. Files are PEFT's: `adapter_config.json` +
 //! `adapter_model.safetensors` with keys `base_model.model.<hf module>.lora_{A,B}.weight`.
+//!
+//! **SVD-LoRA** (Panacea, Zhong et al. 2024) makes an adapter λ-conditioned: with m preference
+//! dimensions each update carries r learned singular values and m more that *are* λ,
+//!
+//! ```text
+//! ΔW = s_α · B · diag(σ_1..σ_r, s·λ_1..s·λ_m) · A      A: [r+m, in], B: [out, r+m]
+//! ```
+//!
+//! with σ (init 1) and the per-projection scale s (init 1) learned alongside A and B (B = 0 at
+//! init, so a fresh adapter is still a no-op). λ is bound to the adapter with
+//! [`Adapter::with_lambda`] (a cheap copy sharing the same variables, so gradients reach them)
+//! and can be changed at inference without retraining; [`Adapter::delta`] at a bound λ is what
+//! `export --lambda` merges. The file is PEFT's layout plus two tensors per projection
+//! (`lora_S.sigma` [r], `lora_S.lambda_scale` [1]) and `lambda_dims` in `adapter_config.json`;
+//! PEFT itself cannot load it (use `export --lambda` for other tools).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -99,6 +114,8 @@ pub struct LoraConfig {
     /// Which projections get an adapter (default: all seven).
     pub targets: Vec<Target>,
     pub use_rslora: bool,
+    /// SVD-LoRA: the number m of preference dimensions λ adds as singular values (0 = plain LoRA).
+    pub lambda_dims: usize,
 }
 
 impl Default for LoraConfig {
@@ -110,6 +127,7 @@ impl Default for LoraConfig {
             dropout: 0.05,
             targets: Target::ALL.to_vec(),
             use_rslora: false,
+            lambda_dims: 0,
         }
     }
 }
@@ -127,9 +145,18 @@ impl LoraConfig {
 /// One adapted projection: trainable A, B and the fixed scale.
 #[derive(Debug, Clone)]
 pub struct LoraLayer {
-    pub a: Var, // [r, in]
-    pub b: Var, // [out, r]
+    pub a: Var, // [r, in]   ([r+m, in] with SVD-LoRA)
+    pub b: Var, // [out, r]  ([out, r+m] with SVD-LoRA)
     pub scale: f64,
+    /// SVD-LoRA's learned singular values and λ scale (`None`: plain LoRA).
+    pub svd: Option<SvdParts>,
+}
+
+/// The learned part of an SVD-LoRA update's diagonal: `diag(σ, s·λ)`.
+#[derive(Debug, Clone)]
+pub struct SvdParts {
+    pub sigma: Var,        // [r]
+    pub lambda_scale: Var, // [1]
 }
 
 /// A LoRA adapter for a whole model: `layers[i][target]`.
@@ -137,6 +164,8 @@ pub struct LoraLayer {
 pub struct Adapter {
     pub config: LoraConfig,
     pub layers: Vec<[Option<LoraLayer>; 7]>,
+    /// The λ an SVD-LoRA adapter runs at, `[m]` f32 (see [`Adapter::with_lambda`]).
+    pub lambda: Option<Tensor>,
 }
 
 /// Per-forward adapter settings: which adapter, and whether dropout is active.
@@ -159,6 +188,7 @@ impl Adapter {
         if config.r == 0 {
             return Err(ModelError::Input("LoRA rank r must be ≥ 1".into()));
         }
+        let m = config.lambda_dims;
         let mut rng = SplitMix64(seed);
         let layers = (0..model.num_layers)
             .map(|_| -> Result<[Option<LoraLayer>; 7]> {
@@ -166,21 +196,35 @@ impl Adapter {
                 for t in &config.targets {
                     let (out, inp) = t.shape(model);
                     let bound = 1.0 / (inp as f64).sqrt();
-                    let a: Vec<f32> = (0..config.r * inp)
+                    let rank = config.r + m;
+                    let a: Vec<f32> = (0..rank * inp)
                         .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
                         .collect();
-                    let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, inp), device)?)?;
-                    let b = Var::zeros((out, config.r), DType::F32, device)?;
+                    let a = Var::from_tensor(&Tensor::from_vec(a, (rank, inp), device)?)?;
+                    let b = Var::zeros((out, rank), DType::F32, device)?;
+                    let svd = if m > 0 {
+                        Some(SvdParts {
+                            sigma: Var::ones(config.r, DType::F32, device)?,
+                            lambda_scale: Var::ones(1, DType::F32, device)?,
+                        })
+                    } else {
+                        None
+                    };
                     row[t.index()] = Some(LoraLayer {
                         a,
                         b,
                         scale: config.scale_for_rank(config.r),
+                        svd,
                     });
                 }
                 Ok(row)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { config, layers })
+        Ok(Self {
+            config,
+            layers,
+            lambda: None,
+        })
     }
 
     /// An adapter on no projection: running with it is running the base model (full
@@ -189,7 +233,60 @@ impl Adapter {
         Self {
             config,
             layers: vec![Default::default(); model.num_layers],
+            lambda: None,
         }
+    }
+
+    /// Whether this is an SVD-LoRA adapter (λ-conditioned).
+    pub fn is_lambda_conditioned(&self) -> bool {
+        self.config.lambda_dims > 0
+    }
+
+    /// This SVD-LoRA adapter running at `lambda` (m non-negative weights summing to 1). A cheap
+    /// copy: the variables are shared (`Var` clones keep their identity), so a forward through
+    /// the copy back-propagates into this adapter's A, B, σ and s.
+    pub fn with_lambda(&self, lambda: &[f64]) -> Result<Adapter> {
+        let m = self.config.lambda_dims;
+        if m == 0 {
+            return Err(ModelError::Input("this adapter is not λ-conditioned (it was not trained with lambda.conditioning = \"svd-lora\"), so there is no λ to set\nhint: drop --lambda, or combine several adapters into a soup".into()));
+        }
+        if lambda.len() != m {
+            return Err(ModelError::Input(format!(
+                "λ has {} weights but this SVD-LoRA adapter was trained with {m} preference dimensions",
+                lambda.len()
+            )));
+        }
+        let sum: f64 = lambda.iter().sum();
+        if lambda.iter().any(|w| !w.is_finite() || *w < 0.0) || (sum - 1.0).abs() > 1e-6 {
+            return Err(ModelError::Input(format!(
+                "λ = {lambda:?} is not on the simplex (weights ≥ 0 summing to 1; the sum is {sum})\nhint: SVD-LoRA was trained on simplex weights, e.g. {}",
+                vec![format!("{:.3}", 1.0 / m as f64); m].join(",")
+            )));
+        }
+        let device = self
+            .layers
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|l| l.a.device().clone())
+            .next()
+            .unwrap_or(Device::Cpu);
+        let v: Vec<f32> = lambda.iter().map(|&w| w as f32).collect();
+        let mut out = self.clone();
+        out.lambda = Some(Tensor::from_vec(v, m, &device)?);
+        Ok(out)
+    }
+
+    /// The diagonal `[σ, s·λ]` (`[r+m]`) of one SVD-LoRA projection at the bound λ.
+    pub(crate) fn svd_diagonal(&self, svd: &SvdParts) -> Result<Tensor> {
+        let lambda = self.lambda.as_ref().ok_or_else(|| {
+            ModelError::Input(format!(
+                "this adapter is λ-conditioned (SVD-LoRA over {} preference dimensions) and needs a λ to run\nhint: pass --lambda w1,...,w{} (weights summing to 1)",
+                self.config.lambda_dims, self.config.lambda_dims
+            ))
+        })?;
+        let scaled = svd.lambda_scale.as_tensor().broadcast_mul(lambda)?; // [m]
+        Ok(Tensor::cat(&[svd.sigma.as_tensor(), &scaled], 0)?) // [r+m]
     }
 
     /// Every trainable variable, in a stable order (layer, target, A then B).
@@ -206,6 +303,10 @@ impl Adapter {
                     let p = format!("base_model.model.{}", t.module_path(i));
                     out.push((format!("{p}.lora_A.weight"), l.a.clone()));
                     out.push((format!("{p}.lora_B.weight"), l.b.clone()));
+                    if let Some(svd) = &l.svd {
+                        out.push((format!("{p}.lora_S.sigma"), svd.sigma.clone()));
+                        out.push((format!("{p}.lora_S.lambda_scale"), svd.lambda_scale.clone()));
+                    }
                 }
             }
         }
@@ -284,7 +385,9 @@ impl Adapter {
             dropout: peft.lora_dropout.unwrap_or(0.0),
             targets: Vec::new(),
             use_rslora: peft.use_rslora.unwrap_or(false),
+            lambda_dims: peft.lambda_dims.unwrap_or(0),
         };
+        let m = config.lambda_dims;
         let mut layers: Vec<[Option<LoraLayer>; 7]> = vec![Default::default(); model.num_layers];
         let mut used = 0usize;
         for (i, row) in layers.iter_mut().enumerate() {
@@ -305,7 +408,7 @@ impl Adapter {
                 let b = files.load_any(nb, DType::F32, device)?;
                 let (ra, ia) = a.dims2()?;
                 let (ob, rb) = b.dims2()?;
-                if ia != inp || ob != out || ra != rb {
+                if ia != inp || ob != out || ra != rb || ra <= m {
                     return Err(ModelError::ShapeMismatch {
                         path: weights_path.clone(),
                         tensor: format!("{p}.lora_{{A,B}}.weight"),
@@ -317,10 +420,39 @@ impl Adapter {
                 // PEFT's rank_pattern / alpha_pattern: per-module overrides keyed by a name suffix.
                 let module = t.module_path(i);
                 let alpha_i = pattern_value(&peft.alpha_pattern, &module).unwrap_or(alpha);
+                // SVD-LoRA: the last m of the ra rows are λ's; the scale counts the learned rank.
+                let rank = ra - m;
                 let scale = if config.use_rslora {
-                    alpha_i / (ra as f64).sqrt()
+                    alpha_i / (rank as f64).sqrt()
                 } else {
-                    alpha_i / ra as f64
+                    alpha_i / rank as f64
+                };
+                let svd = if m > 0 {
+                    let mut part = |name: &str, len: usize| -> Result<Var> {
+                        let key = format!("{p}.lora_S.{name}");
+                        let found = by_key.get(&key).ok_or_else(|| ModelError::Adapter {
+                            path: weights_path.clone(),
+                            message: format!("adapter_config.json says lambda_dims = {m} (SVD-LoRA) but `{key}` is missing"),
+                        })?;
+                        let t = files.load_any(found, DType::F32, device)?;
+                        if t.dims() != [len] {
+                            return Err(ModelError::ShapeMismatch {
+                                path: weights_path.clone(),
+                                tensor: key,
+                                expected: vec![len],
+                                found: t.dims().to_vec(),
+                                hint: "an SVD-LoRA adapter holds r singular values and one λ scale per projection".into(),
+                            });
+                        }
+                        used += 1;
+                        Ok(Var::from_tensor(&t)?)
+                    };
+                    Some(SvdParts {
+                        sigma: part("sigma", rank)?,
+                        lambda_scale: part("lambda_scale", 1)?,
+                    })
+                } else {
+                    None
                 };
                 if !config.targets.contains(&t) {
                     config.targets.push(t);
@@ -329,6 +461,7 @@ impl Adapter {
                     a: Var::from_tensor(&a)?,
                     b: Var::from_tensor(&b)?,
                     scale,
+                    svd,
                 });
                 used += 2;
             }
@@ -347,7 +480,11 @@ impl Adapter {
             return Err(ModelError::Adapter { path: weights_path, message: format!("{} LoRA tensors do not belong to any projection of this model, e.g. {unused:?}", lora_keys - used) });
         }
         config.targets.sort();
-        Ok(Self { config, layers })
+        Ok(Self {
+            config,
+            layers,
+            lambda: None,
+        })
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (PEFT layout), atomically.
@@ -375,6 +512,11 @@ impl Adapter {
             "alpha_pattern": {},
             "revision": null,
         });
+        let mut cfg = cfg;
+        if self.config.lambda_dims > 0 {
+            cfg["lambda_dims"] = self.config.lambda_dims.into();
+            cfg["lambda_dpo_note"] = "SVD-LoRA (Panacea): lora_A/lora_B carry r + lambda_dims rows; lora_S.sigma and lora_S.lambda_scale complete diag(sigma, s*lambda). Not loadable by PEFT; use `lambda-dpo export --lambda` for a merged model.".into();
+        }
         let tensors: Vec<(String, Tensor)> = self
             .named_vars()
             .into_iter()
@@ -387,12 +529,20 @@ impl Adapter {
         )
     }
 
-    /// `s·B·A` for one projection, `[out, in]` in f32 (used by merge/export).
+    /// `s·B·A` for one projection, `[out, in]` in f32 (used by merge/export); SVD-LoRA:
+    /// `s·B·diag(σ, s_λ·λ)·A` at the bound λ (an error when none is bound).
     pub fn delta(&self, layer: usize, target: Target) -> Result<Option<Tensor>> {
         let Some(l) = self.get(layer, target) else {
             return Ok(None);
         };
-        Ok(Some((l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?))
+        let a = match &l.svd {
+            None => l.a.as_tensor().clone(),
+            Some(svd) => {
+                l.a.as_tensor()
+                    .broadcast_mul(&self.svd_diagonal(svd)?.unsqueeze(1)?)?
+            } // [r+m, in]
+        };
+        Ok(Some((l.b.as_tensor().matmul(&a)? * l.scale)?))
     }
 }
 
@@ -429,6 +579,9 @@ struct PeftConfig {
     modules_to_save: Option<Value>,
     #[serde(default)]
     alpha_pattern: Option<BTreeMap<String, f64>>,
+    /// lambda-dpo's SVD-LoRA extension (absent in PEFT's own files).
+    #[serde(default)]
+    lambda_dims: Option<usize>,
 }
 
 /// SplitMix64: tiny, fast, fully determined by one u64 (used for init and dropout masks).

@@ -107,6 +107,12 @@ pub fn soup(adapters: &[&Adapter], lambdas: &[f64]) -> Result<Adapter, SoupError
     if let Some((index, &value)) = lambdas.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         return Err(SoupError::NonFiniteLambda { index, value });
     }
+    if let Some(index) = adapters.iter().position(|a| a.is_lambda_conditioned()) {
+        return Err(ModelError::Input(format!(
+            "adapter {index} of the soup is an SVD-LoRA (λ-conditioned) adapter; a soup combines plain LoRA adapters\nhint: run it alone with --lambda, which sets its λ directly"
+        ))
+        .into());
+    }
     let layers = first.layers.len();
     for (index, a) in adapters.iter().enumerate().skip(1) {
         if a.layers.len() != layers {
@@ -156,10 +162,12 @@ pub fn soup(adapters: &[&Adapter], lambdas: &[f64]) -> Result<Adapter, SoupError
         dropout: 0.0,
         targets: first.config.targets.clone(),
         use_rslora: false,
+        lambda_dims: 0,
     };
     let mut out = Adapter {
         config: config.clone(),
         layers: vec![Default::default(); layers],
+        lambda: None,
     };
     for (layer, row) in out.layers.iter_mut().enumerate() {
         for target in Target::ALL {
@@ -187,6 +195,7 @@ pub fn soup(adapters: &[&Adapter], lambdas: &[f64]) -> Result<Adapter, SoupError
                 a: Var::from_tensor(&a)?,
                 b: Var::from_tensor(&b)?,
                 scale,
+                svd: None,
             });
         }
     }

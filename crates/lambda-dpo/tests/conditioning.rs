@@ -172,3 +172,133 @@ fn conditioning_refuses_a_cached_reference_and_pre_tokenized_prompts() {
         "{e}"
     );
 }
+
+/// log π(A) − log π(B) for the plain prompt, with an SVD-LoRA adapter running at `lambda`
+/// (`None`: the reference, adapter disabled).
+fn svd_preference_for_a(
+    model: &Model,
+    adapter: &Adapter,
+    tok: &Tokenizer,
+    lambda: Option<&[f64]>,
+) -> f64 {
+    let msgs = vec![Message::new("user", "Name a fruit, number 3.")];
+    let prompt = tok.encode_chat(&msgs, true, &Default::default()).unwrap();
+    let eot = tok.token_to_id("<|eot_id|>").unwrap();
+    let seq = |text: &str| {
+        let mut ids = prompt.clone();
+        ids.extend(tok.encode(text, false).unwrap());
+        ids.push(eot);
+        ids
+    };
+    let (a, b) = (seq(A), seq(B));
+    let reqs = [
+        ScoreRequest {
+            ids: &a,
+            start: prompt.len(),
+        },
+        ScoreRequest {
+            ids: &b,
+            start: prompt.len(),
+        },
+    ];
+    let at = lambda.map(|l| adapter.with_lambda(l).unwrap());
+    let run = at.as_ref().map(|adapter| LoraRun {
+        adapter,
+        dropout_seed: None,
+    });
+    let sums: Vec<f32> = model
+        .score(&reqs, run, ScoreOptions::default())
+        .unwrap()
+        .sums
+        .to_vec1()
+        .unwrap();
+    f64::from(sums[0] - sums[1])
+}
+
+#[test]
+fn svd_lora_policy_follows_the_lambda_it_runs_at_and_resumes_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(&dir.path().join("train.jsonl"), 8);
+    let lambda = "[lambda]\nconditioning = \"svd-lora\"\nkind = \"one-hot-cycle\"\ndim = 2";
+    let cfg = config(dir.path(), lambda);
+    let summary = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let product = summary.adapter_dir.unwrap();
+    let info = ConditioningInfo::load(&product).unwrap().unwrap();
+    assert_eq!(
+        info.conditioning,
+        lambda_dpo::train::conditioning::Conditioning::SvdLora
+    );
+    assert_eq!(info.dimensions, ["helpfulness", "honesty"]);
+
+    let model = Model::load(&fixture_model(), DType::F32, &Device::Cpu).unwrap();
+    let tok = Tokenizer::from_dir(&fixture_model()).unwrap();
+    let adapter = Adapter::load(&product, &model.config, &Device::Cpu).unwrap();
+    assert_eq!(adapter.config.lambda_dims, 2);
+    // The objective is relative to the reference (s_i = β(ℓ_θ − ℓ_ref)), so what λ must steer
+    // is the policy's preference *relative to the reference's*: the prompt here carries no λ,
+    // and the tiny base model's own A−B is far from 0.
+    let base = svd_preference_for_a(&model, &adapter, &tok, None);
+    let for_help = svd_preference_for_a(&model, &adapter, &tok, Some(&[1.0, 0.0])) - base;
+    let for_honesty = svd_preference_for_a(&model, &adapter, &tok, Some(&[0.0, 1.0])) - base;
+    eprintln!("SVD-LoRA A−B minus the reference's ({base:.3}): helpfulness {for_help:.3}, honesty {for_honesty:.3}");
+    assert!(
+        for_help > 1.0 && for_honesty < -1.0,
+        "λ = helpfulness should move towards A (got {for_help:.3}), λ = honesty towards B (got {for_honesty:.3})"
+    );
+
+    // Kill after 3 of 6 steps and resume: σ, s and their optimizer moments are checkpointed.
+    let run = |name: &str, opts: RunOptions| {
+        let mut c = config(dir.path(), lambda);
+        c.train.max_steps = Some(6);
+        c.train.save_every = Some(2);
+        c.train.output_dir = dir.path().join(name);
+        train(&c, &opts, &mut |_| {}).unwrap()
+    };
+    let whole = run("whole", RunOptions::default());
+    run(
+        "part",
+        RunOptions {
+            resume: false,
+            stop_after: Some(3),
+        },
+    );
+    let resumed = run(
+        "part",
+        RunOptions {
+            resume: true,
+            stop_after: None,
+        },
+    );
+    let bytes = |s: &lambda_dpo::train::TrainSummary| {
+        std::fs::read(
+            s.adapter_dir
+                .as_ref()
+                .unwrap()
+                .join("adapter_model.safetensors"),
+        )
+        .unwrap()
+    };
+    assert!(
+        bytes(&whole) == bytes(&resumed),
+        "resumed SVD-LoRA adapter differs"
+    );
+}
+
+#[test]
+fn svd_lora_is_refused_where_it_has_no_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\npath = \"{}\"\n[data]\ntrain = \"train.jsonl\"\n[train]\nfull_finetune = true\n[reference]\nmode = \"cache\"\n[lambda]\nconditioning = \"svd-lora\"\n",
+            fixture_model().display()
+        ),
+    )
+    .unwrap();
+    let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("lambda.conditioning") && e.contains("hint:"),
+        "{e}"
+    );
+}

@@ -35,6 +35,12 @@ pub struct DemoOptions {
     pub out: PathBuf,
     pub quick: bool,
     pub seed: u64,
+    /// `section.key=value` overrides applied to every preference run's config.
+    pub pref_overrides: Vec<String>,
+    /// Overrides applied to the SFT run's config.
+    pub sft_overrides: Vec<String>,
+    /// Reuse finished runs whose resolved config is unchanged.
+    pub reuse_runs: bool,
 }
 
 /// What the demo reports as it goes (the CLI draws progress bars from these).
@@ -131,24 +137,50 @@ fn write_text(path: &Path, text: &str) -> Result<(), DemoError> {
     crate::report::html::write_atomic(path, text.as_bytes()).map_err(|e| io_err(path, e))
 }
 
-/// Runs one training job from a TOML text written to `config_path`.
+/// Runs one training job from a TOML text written to `config_path` (with `overrides` applied,
+/// as `train --set` does). With `reuse`, a finished run whose resolved config is unchanged is
+/// not trained again.
 fn run_config(
     config_path: &Path,
     text: &str,
+    overrides: &[String],
+    reuse: bool,
     observer: &mut dyn FnMut(DemoEvent<'_>),
 ) -> Result<(PathBuf, Vec<(u64, f64)>), DemoError> {
     write_text(config_path, text)?;
-    let cfg = TrainConfig::load(config_path, &[])?;
+    let cfg = TrainConfig::load(config_path, overrides)?;
+    let out = &cfg.train.output_dir;
+    let metrics = out.join("metrics.jsonl");
+    if reuse {
+        if let Some(product) = finished_product(&cfg) {
+            observer(DemoEvent::Phase(format!(
+                "  reusing the finished run in {}",
+                out.display()
+            )));
+            return Ok((product, read_curve(&metrics)?));
+        }
+    }
     let summary = train(&cfg, &RunOptions::default(), &mut |p| {
         observer(DemoEvent::Train(p))
     })?;
     let product = summary
         .adapter_dir
-        .ok_or_else(|| DemoError::Incomplete(cfg.train.output_dir.display().to_string()))?;
-    Ok((
-        product,
-        read_curve(&cfg.train.output_dir.join("metrics.jsonl"))?,
-    ))
+        .ok_or_else(|| DemoError::Incomplete(out.display().to_string()))?;
+    Ok((product, read_curve(&metrics)?))
+}
+
+/// The product of a finished run of exactly `cfg`: its resolved config on disk is identical
+/// and the product folder exists.
+fn finished_product(cfg: &TrainConfig) -> Option<PathBuf> {
+    let out = &cfg.train.output_dir;
+    let saved = std::fs::read_to_string(out.join("config.resolved.toml")).ok()?;
+    let resolved = toml::to_string_pretty(cfg).ok()?;
+    let product = out.join(if cfg.train.full_finetune {
+        "model"
+    } else {
+        "adapter"
+    });
+    (saved == resolved && product.is_dir()).then_some(product)
 }
 
 /// (step, loss) of every training record in a metrics file.
@@ -206,6 +238,8 @@ pub fn run_demo(
     let (sft_model, sft_curve) = run_config(
         &out.join("configs/sft.toml"),
         &sft_config(&init, &sft_file, &sft_run, &budget, opts.seed),
+        &opts.sft_overrides,
+        opts.reuse_runs,
         observer,
     )?;
     let mut curves = vec![("sft".to_string(), sft_curve)];
@@ -235,6 +269,8 @@ pub fn run_demo(
         let (adapter, curve) = run_config(
             &out.join("configs").join(format!("{}.toml", method.key())),
             &text,
+            &opts.pref_overrides,
+            opts.reuse_runs,
             observer,
         )?;
         curves.push((method.key().to_string(), curve));

@@ -35,6 +35,9 @@ pub enum Conditioning {
     None,
     /// λ rendered into the system message (see the module docs).
     Prompt,
+    /// λ as m extra singular values of every LoRA update (Panacea's SVD-LoRA; the rendering
+    /// lives in the adapter: `lambda_dpo_model::lora`).
+    SvdLora,
 }
 
 /// The file written into a conditioned adapter (or model) folder, so `generate --lambda`
@@ -57,6 +60,16 @@ impl ConditioningInfo {
             conditioning: Conditioning::Prompt,
             dimensions: dimensions.to_vec(),
             format: "system message: Preference weights: <dim>=<w with 2 decimals>, ... . (weights on the 0.01 grid, summing to 1; before any existing system text, with a blank line)".into(),
+        }
+    }
+
+    /// The record of an SVD-LoRA adapter: λ (in `dimensions`' order) fills the last m singular
+    /// values of every update; nothing is rendered into the prompt.
+    pub fn svd_lora(dimensions: &[String]) -> Self {
+        Self {
+            conditioning: Conditioning::SvdLora,
+            dimensions: dimensions.to_vec(),
+            format: "adapter: ΔW = (α/r)·B·diag(σ_1..σ_r, s·λ_1..s·λ_m)·A with λ in the order of `dimensions` (SVD-LoRA); the prompt is unchanged".into(),
         }
     }
 

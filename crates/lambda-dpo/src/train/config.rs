@@ -308,9 +308,10 @@ pub enum LambdaPer {
 pub struct LambdaSection {
     #[serde(default = "per_example")]
     pub per: LambdaPer,
-    /// How λ reaches the policy: `"none"` (default; the paper: λ only mixes the targets) or
+    /// How λ reaches the policy: `"none"` (default; the paper: λ only mixes the targets),
     /// `"prompt"` (λ rendered into the system message for every example, see
-    /// `train::conditioning`), which makes λ adjustable at inference.
+    /// `train::conditioning`) or `"svd-lora"` (Panacea: λ as m extra singular values of every
+    /// LoRA update, see `lambda_dpo_model::lora`); both make λ adjustable at inference.
     #[serde(default)]
     pub conditioning: Conditioning,
     /// `kind = "fixed" | "one-hot-cycle" | "dirichlet" | "table" | "grid"` and its fields.
@@ -524,6 +525,14 @@ impl TrainConfig {
             }
             if self.reference.mode == ReferenceMode::Cache {
                 return err("reference.mode", "with lambda.conditioning = \"prompt\" the prompt (and so the reference log-probs) changes with every λ, so they cannot be cached\nhint: use reference.mode = \"disabled-adapter\", \"model\" or \"none\"".into());
+            }
+        }
+        if self.lambda.conditioning == Conditioning::SvdLora {
+            if self.train.stage != Stage::Preference {
+                return err("lambda.conditioning", "SVD-LoRA conditioning puts the preference weights λ into the adapter; an SFT stage has none\nhint: set it on the preference stage only".into());
+            }
+            if self.train.full_finetune {
+                return err("lambda.conditioning", "SVD-LoRA conditioning lives in a LoRA adapter; full fine-tuning has none\nhint: drop train.full_finetune, or use lambda.conditioning = \"prompt\"".into());
             }
         }
         if self.train.full_finetune {

@@ -150,6 +150,14 @@ fn train_stage(
         }),
         _ => None,
     };
+    // What a conditioned product records, so `generate --lambda` needs no config.
+    let conditioning_info = match (&examples, cfg.lambda.conditioning) {
+        (Examples::Lists { dims, .. }, Conditioning::Prompt) => Some(ConditioningInfo::new(dims)),
+        (Examples::Lists { dims, .. }, Conditioning::SvdLora) => {
+            Some(ConditioningInfo::svd_lora(dims))
+        }
+        _ => None,
+    };
 
     // 2. Model, adapter, optimizer, λ sampler.
     let mut model = Model::load(&cfg.model.path, dtype, &device)?;
@@ -179,6 +187,11 @@ fn train_stage(
             .filter_map(|t| Target::from_name(t))
             .collect(),
         use_rslora: false,
+        // SVD-LoRA: one extra singular value per preference dimension.
+        lambda_dims: match (&examples, cfg.lambda.conditioning) {
+            (Examples::Lists { dims, .. }, Conditioning::SvdLora) => dims.len(),
+            _ => 0,
+        },
     };
     // What trains: a LoRA adapter (default), or every weight with an empty adapter.
     let (adapter, trainable) = if cfg.train.full_finetune {
@@ -189,6 +202,13 @@ fn train_stage(
             Some(dir) => {
                 let mut a = Adapter::load(dir, &model.config, &device)?;
                 a.config.dropout = cfg.lora.dropout; // a training setting, not the file's
+                if a.config.lambda_dims != lora_cfg.lambda_dims {
+                    return Err(TrainError::Config {
+                        path: dir.display().to_string(),
+                        field: "model.adapter".into(),
+                        message: format!("the adapter has {} SVD-LoRA λ dimensions but this run needs {} (lambda.conditioning = {:?})\nhint: continue an adapter with the conditioning it was trained with", a.config.lambda_dims, lora_cfg.lambda_dims, cfg.lambda.conditioning),
+                    });
+                }
                 a
             }
             None => Adapter::new(&model.config, lora_cfg, cfg.train.seed, &device)?,
@@ -470,7 +490,7 @@ fn train_stage(
                 &state,
                 &optimizer,
                 &|dir| {
-                    write_product(cfg, &model, &adapter, conditioner.as_ref(), dir)?;
+                    write_product(cfg, &model, &adapter, conditioning_info.as_ref(), dir)?;
                     Ok(cfg.train.full_finetune)
                 },
                 cfg.train.keep_last,
@@ -484,7 +504,7 @@ fn train_stage(
             cfg,
             &model,
             &adapter,
-            conditioner.as_ref(),
+            conditioning_info.as_ref(),
             out,
         )?)
     } else {
@@ -507,7 +527,7 @@ fn write_product(
     cfg: &TrainConfig,
     model: &Model,
     adapter: &Adapter,
-    conditioner: Option<&Conditioner<'_>>,
+    conditioning: Option<&ConditioningInfo>,
     dir: &std::path::Path,
 ) -> TrainResult<PathBuf> {
     let d = if cfg.train.full_finetune {
@@ -520,8 +540,8 @@ fn write_product(
         d
     };
     // A conditioned product says how to render λ, so `generate --lambda` needs no config.
-    if let Some(c) = conditioner {
-        ConditioningInfo::new(&c.dimensions).save(&d)?;
+    if let Some(info) = conditioning {
+        info.save(&d)?;
     }
     Ok(d)
 }
@@ -574,6 +594,14 @@ fn preference_list(
         prompt: &prompt,
         responses: &list.responses,
         target: &mixed.target,
+    };
+    // SVD-LoRA: the policy runs at this list's λ (the same variables, so gradients reach them).
+    let conditioned;
+    let adapter = if adapter.is_lambda_conditioned() {
+        conditioned = adapter.with_lambda(&mixed.lambda)?;
+        &conditioned
+    } else {
+        adapter
     };
     let opts = StepOptions {
         chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
@@ -777,9 +805,10 @@ fn sft_step(
     let grads = vars
         .iter()
         .map(|v| {
+            // Detached, so the gradient does not keep the step's graph alive.
             store
                 .get(v.as_tensor())
-                .cloned()
+                .map(Tensor::detach)
                 .map_or_else(|| v.as_tensor().zeros_like(), Ok)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;

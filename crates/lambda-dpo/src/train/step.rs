@@ -171,6 +171,8 @@ pub fn list_step_for(
         let store = surrogate.backward()?;
         for (slot, var) in grads.iter_mut().zip(vars) {
             if let Some(gv) = store.get(var.as_tensor()) {
+                // Detached: the gradient would otherwise keep this chunk's graph alive.
+                let gv = gv.detach();
                 *slot = Some(match slot.take() {
                     Some(acc) => (acc + gv)?,
                     None => gv.clone(),

@@ -229,7 +229,7 @@ fn adapter_and_lambda_flags_are_checked() {
     let o = run(&["--adapter", &adapter, "--lambda", "0.5"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--lambda with one adapter needs"),
+        stderr(&o).contains("is not λ-conditioned"),
         "{}",
         stderr(&o)
     );

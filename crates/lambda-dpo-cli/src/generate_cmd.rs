@@ -17,7 +17,7 @@
 //! first so a batch holds prompts of similar length, and every prompt samples from its own
 //! seed (`row_seed(--seed, line index)`), so results do not depend on `--batch-size`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,7 +30,7 @@ use lambda_dpo_model::{
 use serde_json::{Map, Value};
 
 use crate::input_error::InputError;
-use crate::logprobs::kind;
+use crate::jsonl::kind;
 use crate::progress::tokens_bar;
 use crate::runtime::{device, parse_dtype};
 
@@ -275,27 +275,12 @@ fn read_items(
     tok: &Tokenizer,
     cond: Option<(&[String], &[f64])>,
 ) -> Result<Vec<Item>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?;
     let mut items = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let lineno = n + 1;
-        let line = line.with_context(|| format!("reading {}:{lineno}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (lineno, obj) in crate::jsonl::objects(path)? {
         let err =
             |field: Option<&str>, msg: String| InputError::new(path, Some(lineno), field, msg);
-        let v: Value =
-            serde_json::from_str(&line).map_err(|e| err(None, format!("invalid JSON: {e}")))?;
-        let Value::Object(obj) = v else {
-            return Err(err(None, format!("expected a JSON object, found {}", kind(&v))).into());
-        };
         let ids = prompt_ids(&obj, args, tok, cond).map_err(|(field, msg)| err(field, msg))?;
         items.push(Item { ids, echo: obj });
-    }
-    if items.is_empty() {
-        return Err(InputError::new(path, None, None, "no input lines").into());
     }
     Ok(items)
 }

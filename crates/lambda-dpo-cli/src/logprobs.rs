@@ -8,7 +8,7 @@
 //! special tokens and appended, so the boundary is exact). Output lines, in input order:
 //! `{"token_logprobs": [...], "sum": s, "mean": m, "num_tokens": n}`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -16,6 +16,7 @@ use lambda_dpo_model::{Adapter, LoraRun, Message, Model, ScoreOptions, ScoreRequ
 use serde_json::Value;
 
 use crate::input_error::InputError;
+use crate::jsonl::kind;
 use crate::progress::tokens_bar;
 use crate::runtime::{device, parse_dtype};
 
@@ -124,23 +125,11 @@ pub fn run(args: &LogprobsArgs) -> Result<()> {
 
 /// Reads and validates every line before any compute, so a bad line fails fast.
 fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?;
     let mut tokenizer: Option<Tokenizer> = None;
     let mut items = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let lineno = n + 1;
-        let line = line.with_context(|| format!("reading {}:{lineno}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (lineno, obj) in crate::jsonl::objects(path)? {
         let err =
             |field: Option<&str>, msg: String| InputError::new(path, Some(lineno), field, msg);
-        let v: Value =
-            serde_json::from_str(&line).map_err(|e| err(None, format!("invalid JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| err(None, format!("expected a JSON object, found {}", kind(&v))))?;
         if let Some(ids) = obj.get("input_ids") {
             let ids = ids.as_array().ok_or_else(|| {
                 err(
@@ -246,19 +235,5 @@ fn read_items(path: &Path, model_dir: &Path, vocab: usize) -> Result<Vec<Item>> 
         ids.extend(completion_ids);
         items.push(Item { ids, start });
     }
-    if items.is_empty() {
-        return Err(InputError::new(path, None, None, "no input lines").into());
-    }
     Ok(items)
-}
-
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

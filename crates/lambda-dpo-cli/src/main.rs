@@ -8,6 +8,7 @@ mod demo_cmd;
 mod export;
 mod generate_cmd;
 mod input_error;
+mod jsonl;
 mod logprobs;
 mod progress;
 mod runtime;

@@ -19,6 +19,7 @@ use lambda_dpo_math::scheduler::{feature_names, num_features, CandidateSource, S
 use serde_json::{json, Value};
 
 use crate::input_error::InputError;
+use crate::jsonl::kind;
 
 /// Fit observed scores over λ and turn candidate λ into sampling probabilities (paper App. D).
 #[derive(clap::Args, Debug)]
@@ -247,16 +248,4 @@ fn read_lambda_file(
         .into());
     }
     Ok(lines)
-}
-
-/// JSON type name for error messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

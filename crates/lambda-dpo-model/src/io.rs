@@ -20,6 +20,12 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_io(path, bytes).map_err(|e| ModelError::io(path, e))
+}
+
+/// [`write_atomic`] with a plain I/O error (for callers outside the model crate's errors);
+/// the temporary file is removed when anything fails.
+pub fn write_atomic_io(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_path(path);
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -27,9 +33,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        ModelError::io(path, e)
     })
 }
 

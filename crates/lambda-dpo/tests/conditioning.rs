@@ -63,19 +63,12 @@ beta = 0.5
     TrainConfig::load(&p, &[]).unwrap()
 }
 
-/// log π(A) − log π(B) for one prompt conditioned on λ.
-fn preference_for_a(model: &Model, adapter: &Adapter, tok: &Tokenizer, lambda: &[f64]) -> f64 {
-    let c = Conditioner {
-        tokenizer: tok,
-        dimensions: vec!["helpfulness".into(), "honesty".into()],
-        kwargs: Default::default(),
-        max_length: 256,
-    };
-    let msgs = vec![Message::new("user", "Name a fruit, number 3.")];
-    let prompt = c.prompt_ids("test", Some(&msgs), lambda, 16).unwrap();
+/// log π(A) − log π(B) after `prompt` (the end-of-turn token appended to each response), with
+/// `adapter` (`None`: the reference, adapter disabled).
+fn a_minus_b(model: &Model, adapter: Option<&Adapter>, tok: &Tokenizer, prompt: &[u32]) -> f64 {
     let eot = tok.token_to_id("<|eot_id|>").unwrap();
     let seq = |text: &str| {
-        let mut ids = prompt.clone();
+        let mut ids = prompt.to_vec();
         ids.extend(tok.encode(text, false).unwrap());
         ids.push(eot);
         ids
@@ -91,17 +84,30 @@ fn preference_for_a(model: &Model, adapter: &Adapter, tok: &Tokenizer, lambda: &
             start: prompt.len(),
         },
     ];
-    let run = LoraRun {
+    let run = adapter.map(|adapter| LoraRun {
         adapter,
         dropout_seed: None,
-    };
+    });
     let sums: Vec<f32> = model
-        .score(&reqs, Some(run), ScoreOptions::default())
+        .score(&reqs, run, ScoreOptions::default())
         .unwrap()
         .sums
         .to_vec1()
         .unwrap();
     f64::from(sums[0] - sums[1])
+}
+
+/// log π(A) − log π(B) for one prompt conditioned on λ.
+fn preference_for_a(model: &Model, adapter: &Adapter, tok: &Tokenizer, lambda: &[f64]) -> f64 {
+    let c = Conditioner {
+        tokenizer: tok,
+        dimensions: vec!["helpfulness".into(), "honesty".into()],
+        kwargs: Default::default(),
+        max_length: 256,
+    };
+    let msgs = vec![Message::new("user", "Name a fruit, number 3.")];
+    let prompt = c.prompt_ids("test", Some(&msgs), lambda, 16).unwrap();
+    a_minus_b(model, Some(adapter), tok, &prompt)
 }
 
 #[test]
@@ -183,36 +189,8 @@ fn svd_preference_for_a(
 ) -> f64 {
     let msgs = vec![Message::new("user", "Name a fruit, number 3.")];
     let prompt = tok.encode_chat(&msgs, true, &Default::default()).unwrap();
-    let eot = tok.token_to_id("<|eot_id|>").unwrap();
-    let seq = |text: &str| {
-        let mut ids = prompt.clone();
-        ids.extend(tok.encode(text, false).unwrap());
-        ids.push(eot);
-        ids
-    };
-    let (a, b) = (seq(A), seq(B));
-    let reqs = [
-        ScoreRequest {
-            ids: &a,
-            start: prompt.len(),
-        },
-        ScoreRequest {
-            ids: &b,
-            start: prompt.len(),
-        },
-    ];
     let at = lambda.map(|l| adapter.with_lambda(l).unwrap());
-    let run = at.as_ref().map(|adapter| LoraRun {
-        adapter,
-        dropout_seed: None,
-    });
-    let sums: Vec<f32> = model
-        .score(&reqs, run, ScoreOptions::default())
-        .unwrap()
-        .sums
-        .to_vec1()
-        .unwrap();
-    f64::from(sums[0] - sums[1])
+    a_minus_b(model, at.as_ref(), tok, &prompt)
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! All text is HTML-escaped. A figure's SVG is the one exception: it is inlined verbatim, so it
 //! must come from [`super::svg`] (or another trusted writer), never from user input.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::svg::escape;
@@ -198,25 +197,11 @@ fn strip_xml_declaration(svg: &str) -> &str {
     }
 }
 
-/// Temp file beside `path`, fsync, rename. Kept here rather than reusing
-/// `lambda_dpo_model::io::write_atomic`, whose error speaks of model folders.
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, synced, renamed).
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, synced, renamed);
+/// the error names the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let attempt = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    attempt().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-    })
+    lambda_dpo_model::io::write_atomic_io(path, bytes)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -139,6 +139,31 @@ fn app_d_shaped_example_hits_its_five_points() {
     assert!((schedule.probs.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     let expected = selection_probs(&schedule.scores, 100.0).unwrap();
     assert_eq!(schedule.probs, expected);
+    // The README's table (f(λ) and softmax(100·f) per candidate), pinned to its 4 decimals.
+    let readme = [
+        (0.4723, 0.1164),
+        (0.4724, 0.1171),
+        (0.4674, 0.0713),
+        (0.4701, 0.0932),
+        (0.4728, 0.1216),
+        (0.4687, 0.0809),
+        (0.4713, 0.1051),
+        (0.4674, 0.0713),
+        (0.4720, 0.1122),
+        (0.4719, 0.1109),
+    ];
+    for (i, (f, p)) in readme.iter().enumerate() {
+        assert!(
+            (schedule.scores[i] - f).abs() < 5e-5,
+            "row {i}: f {}",
+            schedule.scores[i]
+        );
+        assert!(
+            (schedule.probs[i] - p).abs() < 5e-5,
+            "row {i}: p {}",
+            schedule.probs[i]
+        );
+    }
     // The schedule is a λ table the samplers accept.
     assert!(lambda_dpo_math::LambdaSampler::new(schedule.to_source(), 0).is_ok());
 }

@@ -168,7 +168,7 @@ fn convert(a: &ConvertArgs) -> Result<()> {
 }
 
 /// A data error as the CLI's input error (exit code 2), keeping file, line, field and hint.
-fn input_error(e: DataError) -> anyhow::Error {
+pub(crate) fn input_error(e: DataError) -> anyhow::Error {
     let mut message = e.message();
     if e.line.is_none() {
         if let Some(r) = e.record {

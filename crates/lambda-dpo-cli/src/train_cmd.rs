@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use lambda_dpo::train::{train, RunOptions, TrainConfig};
+use lambda_dpo::train::{train, RunOptions, TrainConfig, TrainError};
+
+use crate::input_error::InputError;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -24,6 +26,13 @@ pub struct TrainArgs {
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let cfg = TrainConfig::load(&args.config, &args.overrides)
+        .map_err(|e| match e {
+            // An unreadable config file is bad input too.
+            TrainError::Io { path, source } => {
+                anyhow::Error::new(InputError::new(path, None, None, source.to_string()))
+            }
+            other => user_error(other),
+        })
         .with_context(|| format!("reading config {}", args.config.display()))?;
     eprintln!(
         "training {:?} on {} with {} → {}",
@@ -52,6 +61,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             bar.set_message(format!("loss {:.4}  {:.0} tok/s", p.loss, tps));
         },
     )
+    .map_err(user_error)
     .context("training failed")?;
     bar.finish_and_clear();
     eprintln!(
@@ -68,4 +78,30 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         println!("{}", dir.display());
     }
     Ok(())
+}
+
+/// Bad configs and bad data are the user's input (exit code 2, like every other command);
+/// a diverged run, a model or checkpoint failure stays a plain failure (exit code 1).
+fn user_error(e: TrainError) -> anyhow::Error {
+    match e {
+        TrainError::Config {
+            path,
+            field,
+            message,
+        } => {
+            // Messages carry their own `hint:` line; keep it as the input error's hint.
+            let (message, hint) = match message.split_once("\nhint: ") {
+                Some((m, h)) => (m.to_string(), Some(h.to_string())),
+                None => (message, None),
+            };
+            let field = (!field.is_empty()).then_some(field.as_str());
+            let ie = InputError::new(path, None, field, message);
+            anyhow::Error::new(match hint {
+                Some(h) => ie.hint(h),
+                None => ie,
+            })
+        }
+        TrainError::Data(d) => crate::data_cmd::input_error(*d),
+        other => anyhow::Error::new(other),
+    }
 }

@@ -1,0 +1,91 @@
+//! `lambda-dpo train` end to end through the binary: a bad config or bad data is the user's
+//! input (exit code 2, naming the file and field), and what `train` writes is what `export`
+//! takes (train → export → `logprobs` on the merged folder).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lambda-dpo-model/tests/fixtures/qwen2/model")
+}
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lambda-dpo"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Four pre-tokenized lists of three rated responses.
+fn write_data(path: &Path) {
+    let mut out = String::new();
+    for i in 0..4u32 {
+        let responses: Vec<serde_json::Value> = (0..3u32)
+            .map(|q| serde_json::json!({"ids": [40 + i, 50 + q, 17, 60 + q], "scores": {"helpfulness": q + 1}}))
+            .collect();
+        let line = serde_json::json!({"prompt_ids": [30 + i, 31, 32], "responses": responses});
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn write_config(dir: &Path, extra: &str) -> String {
+    let p = dir.join("run.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\npath = \"{}\"\n[data]\ntrain = \"train.jsonl\"\n[lora]\nr = 2\n[train]\noutput_dir = \"run\"\nmax_steps = 2\ngrad_accum = 2\nlearning_rate = 0.01\n{extra}",
+            model().display()
+        ),
+    )
+    .unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn bad_config_and_bad_data_exit_with_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(&dir.path().join("train.jsonl"));
+
+    // A field the config does not have.
+    let cfg = write_config(dir.path(), "learning_rat = 1.0\n");
+    let o = bin(&["train", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("learning_rat"), "{}", stderr(&o));
+
+    // A field-level validation error names the field and keeps its hint.
+    let cfg = write_config(dir.path(), "full_finetune = true\n");
+    let o = bin(&["train", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("field `reference.mode`") && e.contains("hint:"),
+        "{e}"
+    );
+
+    // A bad --set override.
+    let cfg = write_config(dir.path(), "");
+    let o = bin(&["train", "--config", &cfg, "--set", "train.warmup_ratio=2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // A missing config file.
+    let missing = dir.path().join("nope.toml");
+    let o = bin(&["train", "--config", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // Broken data: file:line and exit code 2.
+    std::fs::write(
+        dir.path().join("train.jsonl"),
+        "{\"prompt_ids\": [1, 2], \"responses\": [\n",
+    )
+    .unwrap();
+    let o = bin(&["train", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("train.jsonl:2"), "{}", stderr(&o));
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use lambda_dpo::train::{train, RunOptions, TrainConfig, TrainError};
+use lambda_dpo::train::{train, DataReport, RunOptions, TrainConfig, TrainError};
 
 use crate::input_error::InputError;
 
@@ -64,6 +64,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     .map_err(user_error)
     .context("training failed")?;
     bar.finish_and_clear();
+    for r in &summary.data_reports {
+        eprintln!("{}", data_line(r));
+    }
     eprintln!(
         "done: {} of {} steps; last metrics {}",
         summary.steps, summary.total_steps, summary.last_metrics
@@ -104,4 +107,52 @@ fn user_error(e: TrainError) -> anyhow::Error {
         TrainError::Data(d) => crate::data_cmd::input_error(*d),
         other => anyhow::Error::new(other),
     }
+}
+
+/// One line per data file: what was read, kept, and everything dropped, merged or cut (the
+/// full report is `data_report.json` in the run folder). Skipped records make it a warning:
+/// `data.skip_invalid` must never skip silently.
+fn data_line(d: &DataReport) -> String {
+    let r = &d.report;
+    let mut parts = vec![format!(
+        "{} {}: {} records, {} kept",
+        d.role,
+        d.file.display(),
+        r.records,
+        r.kept
+    )];
+    if r.skipped.count > 0 {
+        let kinds: Vec<String> = r
+            .skipped
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        parts.push(format!(
+            "{} invalid skipped ({})",
+            r.skipped.count,
+            kinds.join(", ")
+        ));
+    }
+    for (n, what) in [
+        (r.filtered_truthful_qa, "truthful_qa filtered"),
+        (r.duplicates_removed, "duplicate responses merged"),
+        (r.dropped_too_few, "lists with N < 2 dropped"),
+        (
+            r.dropped_no_target,
+            "conversations with nothing to train dropped",
+        ),
+        (r.truncated, "truncated"),
+        (r.missing_filled, "missing ratings filled"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let prefix = if r.skipped.count > 0 {
+        "warning: data"
+    } else {
+        "data"
+    };
+    format!("{prefix} {}", parts.join("; "))
 }

@@ -89,3 +89,31 @@ fn bad_config_and_bad_data_exit_with_code_2() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("train.jsonl:2"), "{}", stderr(&o));
 }
+
+#[test]
+fn skipped_records_are_reported_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("train.jsonl");
+    write_data(&p);
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str("not json\n");
+    std::fs::write(&p, text).unwrap();
+    let cfg = write_config(dir.path(), "");
+    let o = bin(&[
+        "train",
+        "--config",
+        &cfg,
+        "--set",
+        "train.max_steps=1",
+        "--set",
+        "data.skip_invalid=true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning: data train")
+            && e.contains("5 records, 4 kept; 1 invalid skipped (json 1)"),
+        "{e}"
+    );
+    assert!(dir.path().join("run/data_report.json").is_file());
+}

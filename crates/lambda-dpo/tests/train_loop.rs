@@ -400,3 +400,40 @@ fn full_finetune_learns_resumes_bit_identically_and_writes_a_model_folder() {
     let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
     assert!(e.contains("reference.mode") && e.contains("hint:"), "{e}");
 }
+
+#[test]
+fn skip_invalid_is_never_silent_the_load_report_is_returned_and_written() {
+    let dir = setup();
+    // One broken record in the middle of the training file.
+    let p = dir.path().join("train.jsonl");
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.insert_str(text.find('\n').unwrap() + 1, "{\"prompt_ids\": [1, 2]}\n");
+    std::fs::write(&p, text).unwrap();
+    let mut cfg = config(dir.path(), "skips", "");
+    cfg.train.max_steps = Some(1);
+    // Without skip_invalid the broken record stops the run before any training.
+    let err = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("train.jsonl:2"), "{err}");
+    cfg.data.skip_invalid = true;
+    let summary = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let roles: Vec<&str> = summary
+        .data_reports
+        .iter()
+        .map(|r| r.role.as_str())
+        .collect();
+    assert_eq!(roles, ["train", "eval"]);
+    let train_report = &summary.data_reports[0].report;
+    assert_eq!(train_report.skipped.count, 1);
+    assert_eq!((train_report.records, train_report.kept), (17, 16));
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cfg.train.output_dir.join("data_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written[0]["role"], "train");
+    assert_eq!(written[0]["report"]["skipped"]["count"], 1);
+    assert!(written[0]["report"]["skipped"]["first"][0]
+        .as_str()
+        .unwrap()
+        .contains("train.jsonl:2"));
+    assert_eq!(written[1]["report"]["kept"], 8);
+}

@@ -15,5 +15,5 @@ pub mod step;
 pub use config::TrainConfig;
 pub use error::{TrainError, TrainResult};
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
-pub use run::{train, Progress, RunOptions, TrainSummary};
+pub use run::{train, DataReport, Progress, RunOptions, TrainSummary};
 pub use step::{list_step, ListInput, ListStep, Reference, StepOptions};

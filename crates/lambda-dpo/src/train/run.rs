@@ -28,7 +28,7 @@ use lambda_dpo_model::{
     Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest, Target, Tokenizer,
 };
 
-use crate::data::{self, LoadOptions, RenderedList, RenderedSft};
+use crate::data::{self, LoadOptions, LoadReport, RenderedList, RenderedSft};
 use crate::train::checkpoint::{self, TrainState};
 use crate::train::conditioning::{quantize_lambda, Conditioner, Conditioning, ConditioningInfo};
 use crate::train::config::{LambdaPer, ReferenceMode, Stage, TrainConfig};
@@ -68,7 +68,21 @@ pub struct TrainSummary {
     pub last_metrics: serde_json::Value,
     pub eval_metrics: Option<serde_json::Value>,
     pub skipped_lists: u64,
+    /// What loading did to each data file (skips, merged duplicates, truncations, …), also
+    /// written to `<output_dir>/data_report.json`; a pipeline's SFT stage comes first.
+    pub data_reports: Vec<DataReport>,
 }
+
+/// One data file's [`LoadReport`], with the file and its role (`sft`, `train` or `eval`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DataReport {
+    pub role: String,
+    pub file: PathBuf,
+    pub report: LoadReport,
+}
+
+/// `data_report.json` in the run folder: nothing the loader dropped, merged or cut is silent.
+pub const DATA_REPORT_FILE: &str = "data_report.json";
 
 /// The examples a stage trains on.
 enum Examples {
@@ -103,13 +117,20 @@ pub fn train(
         return train_stage(cfg, opts, observer);
     };
     let sft_adapter = sft.train.output_dir.join("adapter");
+    let mut sft_reports = Vec::new();
     if !sft_adapter.join("adapter_model.safetensors").is_file() {
-        train_stage(&sft, opts, observer)?;
+        sft_reports = train_stage(&sft, opts, observer)?.data_reports;
+        for r in &mut sft_reports {
+            r.role = format!("sft/{}", r.role);
+        }
     }
     let mut main = cfg.clone();
     main.sft = None;
     main.model.sft_adapter = Some(sft_adapter);
-    train_stage(&main, opts, observer)
+    let mut summary = train_stage(&main, opts, observer)?;
+    sft_reports.append(&mut summary.data_reports);
+    summary.data_reports = sft_reports;
+    Ok(summary)
 }
 
 /// One stage (SFT or preference).
@@ -132,7 +153,7 @@ fn train_stage(
 
     // 1. Data first: a bad file should fail before minutes of model loading.
     let tokenizer = Tokenizer::from_dir(&cfg.model.path)?;
-    let examples = load_examples(cfg, &tokenizer)?;
+    let (examples, data_reports) = load_examples(cfg, &tokenizer)?;
     if examples.len() == 0 {
         return Err(TrainError::Config {
             path: cfg.data.train.display().to_string(),
@@ -140,6 +161,10 @@ fn train_stage(
             message: "no usable examples".into(),
         });
     }
+    // Skips (`data.skip_invalid`), merged duplicates and truncations are never silent: they
+    // are returned to the caller and kept beside the metrics.
+    let json = serde_json::to_vec_pretty(&data_reports).expect("report serialises");
+    lambda_dpo_model::io::write_atomic(&out.join(DATA_REPORT_FILE), &json)?;
 
     let conditioner = match (&examples, cfg.lambda.conditioning) {
         (Examples::Lists { dims, .. }, Conditioning::Prompt) => Some(Conditioner {
@@ -518,6 +543,7 @@ fn train_stage(
         last_metrics: last,
         eval_metrics,
         skipped_lists: skipped,
+        data_reports,
     })
 }
 
@@ -701,7 +727,8 @@ fn reference_cache(
     Ok((Some(train_vals), Some(eval_vals)))
 }
 
-fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<Examples> {
+/// The stage's examples and, per file read, what loading did to it.
+fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<(Examples, Vec<DataReport>)> {
     let opts = LoadOptions {
         missing: cfg.data.missing_rating,
         drop_truthful_qa: cfg.data.drop_truthful_qa,
@@ -713,9 +740,18 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<Examples> {
     };
     // Held-out split: the eval file, else the last `eval_fraction` of the training lists.
     let split = |len: usize| len - ((len as f64) * cfg.data.eval_fraction).floor() as usize;
-    Ok(match cfg.train.stage {
+    let mut reports = Vec::new();
+    let mut note = |role: &str, file: &std::path::Path, report: LoadReport| {
+        reports.push(DataReport {
+            role: role.into(),
+            file: file.to_path_buf(),
+            report,
+        })
+    };
+    let examples = match cfg.train.stage {
         Stage::Preference => {
             let d = data::load_preferences(&cfg.data.train, tok, &opts)?;
+            note("train", &cfg.data.train, d.report);
             let mut train = d.lists;
             let eval = match &cfg.data.eval {
                 Some(p) => {
@@ -727,6 +763,7 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<Examples> {
                             ..opts.clone()
                         },
                     )?;
+                    note("eval", p, e.report);
                     e.lists
                 }
                 None => train.split_off(split(train.len())),
@@ -739,14 +776,20 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<Examples> {
         }
         Stage::Sft => {
             let d = data::load_sft(&cfg.data.train, tok, &opts)?;
+            note("train", &cfg.data.train, d.report);
             let mut train = d.records;
             let eval = match &cfg.data.eval {
-                Some(p) => data::load_sft(p, tok, &opts)?.records,
+                Some(p) => {
+                    let e = data::load_sft(p, tok, &opts)?;
+                    note("eval", p, e.report);
+                    e.records
+                }
                 None => train.split_off(split(train.len())),
             };
             Examples::Sft { train, eval }
         }
-    })
+    };
+    Ok((examples, reports))
 }
 
 /// Mean NLL over the trained (assistant) positions of one SFT example, with the graph when the

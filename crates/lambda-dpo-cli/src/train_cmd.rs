@@ -37,7 +37,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     eprintln!(
         "training {:?} on {} with {} → {}",
         cfg.train.stage,
-        cfg.data.train.display(),
+        cfg.data.train,
         cfg.model.path.display(),
         cfg.train.output_dir.display()
     );

@@ -167,7 +167,7 @@ fn conditioning_refuses_a_cached_reference_and_pre_tokenized_prompts() {
     )
     .unwrap();
     let mut cfg = config(dir.path(), "[lambda]\nconditioning = \"prompt\"");
-    cfg.data.train = dir.path().join("ids.jsonl");
+    cfg.data.train = dir.path().join("ids.jsonl").into();
     cfg.train.max_steps = Some(1);
     cfg.train.output_dir = dir.path().join("ids-run");
     let e = train(&cfg, &RunOptions::default(), &mut |_| {})

@@ -76,3 +76,50 @@ fn config_errors_name_the_field() {
         assert!(e.contains(field) && e.contains("bad.toml"), "{extra}: {e}");
     }
 }
+
+#[test]
+fn data_train_is_one_path_or_a_list_and_resolves_as_written() {
+    use lambda_dpo::train::config::DataFiles;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("run.toml");
+    std::fs::write(&p, "[model]\npath = \"m\"\n[data]\ntrain = \"d.jsonl\"\n").unwrap();
+    let one = TrainConfig::load(&p, &[]).unwrap();
+    assert_eq!(one.data.train, DataFiles::One(dir.path().join("d.jsonl")));
+    // The resolved config keeps the single-string form.
+    let text = toml::to_string_pretty(&one).unwrap();
+    assert!(
+        text.contains(&format!(
+            "train = {:?}",
+            dir.path().join("d.jsonl").display().to_string()
+        )),
+        "{text}"
+    );
+
+    std::fs::write(
+        &p,
+        "[model]\npath = \"m\"\n[data]\ntrain = [\"a.json\", \"/abs/b.jsonl\"]\n",
+    )
+    .unwrap();
+    let many = TrainConfig::load(&p, &[]).unwrap();
+    assert_eq!(
+        many.data.train.paths(),
+        [dir.path().join("a.json"), PathBuf::from("/abs/b.jsonl")]
+    );
+    // Written back and read again: the same config.
+    let resolved = dir.path().join("resolved.toml");
+    std::fs::write(&resolved, toml::to_string_pretty(&many).unwrap()).unwrap();
+    assert_eq!(TrainConfig::load(&resolved, &[]).unwrap(), many);
+    // --set takes the list form too.
+    let set = TrainConfig::load(&p, &["data.train=[\"x.jsonl\", \"y.jsonl\"]".into()]).unwrap();
+    assert_eq!(set.data.train.paths().len(), 2);
+
+    for (value, expect) in [("[]", "non-empty list"), ("3", "a file path or a list")] {
+        std::fs::write(
+            &p,
+            format!("[model]\npath = \"m\"\n[data]\ntrain = {value}\n"),
+        )
+        .unwrap();
+        let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+        assert!(e.contains(expect), "{value}: {e}");
+    }
+}

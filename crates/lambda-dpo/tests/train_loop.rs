@@ -437,3 +437,98 @@ fn skip_invalid_is_never_silent_the_load_report_is_returned_and_written() {
         .contains("train.jsonl:2"));
     assert_eq!(written[1]["report"]["kept"], 8);
 }
+
+/// Pairs rated on one dimension, `score`, that the listwise file does not have.
+fn write_pairs(path: &Path, n: usize) {
+    let mut out = String::new();
+    for i in 0..n as u64 {
+        let line = serde_json::json!({"prompt_ids": [40 + i, 41, 42], "responses": [
+            {"ids": [50 + i, 17, 17], "scores": {"score": 8}},
+            {"ids": [60 + i, 61], "scores": {"score": 3}}
+        ]});
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn several_training_files_are_concatenated_over_the_union_of_their_dimensions() {
+    let dir = setup();
+    write_data(&dir.path().join("lists.jsonl"), 12, 3);
+    write_pairs(&dir.path().join("pairs.jsonl"), 4);
+    let text = format!(
+        "[model]\npath = \"{}\"\n[data]\ntrain = [\"lists.jsonl\", \"pairs.jsonl\"]\neval_fraction = 0.25\n[lora]\nr = 2\n[train]\noutput_dir = \"multi\"\nmax_steps = 2\ngrad_accum = 2\nlearning_rate = 0.01\n[reference]\nmode = \"cache\"\n",
+        fixture_model().display()
+    );
+    let p = dir.path().join("multi.toml");
+    std::fs::write(&p, &text).unwrap();
+    let cfg = TrainConfig::load(&p, &[]).unwrap();
+    let summary = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    assert!(summary.adapter_dir.is_some());
+    let files: Vec<String> = summary
+        .data_reports
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.role,
+                r.file.file_name().unwrap().to_string_lossy()
+            )
+        })
+        .collect();
+    assert_eq!(files, ["train lists.jsonl", "train pairs.jsonl"]);
+    // In order: the held-out quarter (the last 4 of 16 lists) is exactly the pairs file, so
+    // held-out λ lives on `score` alone (the other dimensions dropped for those lists).
+    let eval = summary.eval_metrics.unwrap();
+    assert_eq!(eval["eval/lambda/score"].as_f64(), Some(1.0), "{eval}");
+    assert_eq!(
+        eval["eval/lambda/helpfulness"].as_f64(),
+        Some(0.0),
+        "{eval}"
+    );
+    // Several files share no "beside the data": their reference cache is in the run folder.
+    assert!(cfg
+        .train
+        .output_dir
+        .join("data.train.refcache.json")
+        .is_file());
+    // The resolved config keeps the list.
+    let resolved =
+        std::fs::read_to_string(cfg.train.output_dir.join("config.resolved.toml")).unwrap();
+    assert!(resolved.contains("pairs.jsonl"), "{resolved}");
+
+    // A default rating fills the absent dimensions, counted in the report …
+    let cfg = TrainConfig::load(
+        &p,
+        &[
+            "data.missing_rating={ policy = \"default\", value = 1.0 }".into(),
+            "train.output_dir=multi-default".into(),
+        ],
+    )
+    .unwrap();
+    let summary = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    // lists.jsonl lacks `score` (12 lists × 4), pairs.jsonl lacks two dimensions (4 × 2 × 2).
+    let filled: Vec<usize> = summary
+        .data_reports
+        .iter()
+        .map(|r| r.report.missing_filled)
+        .collect();
+    assert_eq!(filled, [48, 16]);
+    // … and missing policy "error" refuses the combination, naming the field.
+    let cfg = TrainConfig::load(
+        &p,
+        &[
+            "data.missing_rating={ policy = \"error\" }".into(),
+            "train.output_dir=multi-error".into(),
+        ],
+    )
+    .unwrap();
+    let e = train(&cfg, &RunOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data.missing_rating") && e.contains("`score`") && e.contains("hint:"),
+        "{e}"
+    );
+}

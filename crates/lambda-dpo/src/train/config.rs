@@ -85,8 +85,11 @@ pub struct ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// Training file (any format `lambda-dpo data inspect` detects).
-    pub train: PathBuf,
+    /// Training file (any format `lambda-dpo data inspect` detects), or a list of files whose
+    /// lists are concatenated in order. Files with different dimensions are combined over the
+    /// union of their dimensions (in order of first appearance); a dimension a file does not
+    /// have is missing for its lists and follows `missing_rating`.
+    pub train: DataFiles,
     /// Held-out file for evaluation. Default: none (see `eval_fraction`).
     #[serde(default)]
     pub eval: Option<PathBuf>,
@@ -113,6 +116,77 @@ pub struct DataSection {
     /// Skip invalid records (counted and reported) instead of stopping.
     #[serde(default)]
     pub skip_invalid: bool,
+}
+
+/// `data.train`: one path (`train = "a.jsonl"`) or a list (`train = ["a.jsonl", "b.json"]`).
+/// Written back as it was given, so the resolved config reads like the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DataFiles {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl DataFiles {
+    /// The files, in order.
+    pub fn paths(&self) -> &[PathBuf] {
+        match self {
+            DataFiles::One(p) => std::slice::from_ref(p),
+            DataFiles::Many(v) => v,
+        }
+    }
+
+    fn paths_mut(&mut self) -> &mut [PathBuf] {
+        match self {
+            DataFiles::One(p) => std::slice::from_mut(p),
+            DataFiles::Many(v) => v,
+        }
+    }
+}
+
+impl From<PathBuf> for DataFiles {
+    fn from(p: PathBuf) -> Self {
+        DataFiles::One(p)
+    }
+}
+
+impl std::fmt::Display for DataFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        f.write_str(&names.join(" + "))
+    }
+}
+
+/// By hand rather than `#[serde(untagged)]`, whose error ("did not match any variant") would
+/// not say what is expected.
+impl<'de> Deserialize<'de> for DataFiles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DataFiles;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a file path or a list of file paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DataFiles, E> {
+                Ok(DataFiles::One(PathBuf::from(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<DataFiles, A::Error> {
+                let mut v = Vec::new();
+                while let Some(p) = seq.next_element::<PathBuf>()? {
+                    v.push(p);
+                }
+                Ok(DataFiles::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[lora]`
@@ -403,7 +477,7 @@ impl TrainConfig {
         if let Some(a) = &mut self.model.sft_adapter {
             fix(a);
         }
-        fix(&mut self.data.train);
+        self.data.train.paths_mut().iter_mut().for_each(fix);
         if let Some(e) = &mut self.data.eval {
             fix(e);
         }
@@ -422,7 +496,7 @@ impl TrainConfig {
         let mut c = self.clone();
         c.sft = None;
         c.train.stage = Stage::Sft;
-        c.data.train = sft.data.clone();
+        c.data.train = DataFiles::One(sft.data.clone());
         c.data.eval = None;
         c.data.eval_fraction = 0.0;
         c.train.learning_rate = sft.learning_rate;
@@ -464,6 +538,12 @@ impl TrainConfig {
             return err(
                 "train.chunk_size",
                 "expected ≥ 1 (or leave it out for whole lists)".into(),
+            );
+        }
+        if self.data.train.paths().is_empty() {
+            return err(
+                "data.train",
+                "expected a file or a non-empty list of files, found []".into(),
             );
         }
         if !(0.0..1.0).contains(&self.data.eval_fraction) {

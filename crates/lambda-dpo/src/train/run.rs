@@ -16,13 +16,13 @@
 //! Every random choice (data order, λ, dropout, LoRA init) is a pure function of the seed and
 //! the cursor, so a resumed run is bit-identical to an uninterrupted one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use lambda_dpo_math::{
     lr::warmup_steps_from_ratio, mixed_target, LambdaSampler, LambdaSource, LrSchedule, MathError,
-    Objective, Rng, SftTerm,
+    MissingPolicy, Objective, Rng, SftTerm,
 };
 use lambda_dpo_model::{
     Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest, Target, Tokenizer,
@@ -156,7 +156,7 @@ fn train_stage(
     let (examples, data_reports) = load_examples(cfg, &tokenizer)?;
     if examples.len() == 0 {
         return Err(TrainError::Config {
-            path: cfg.data.train.display().to_string(),
+            path: cfg.data.train.to_string(),
             field: "data.train".into(),
             message: "no usable examples".into(),
         });
@@ -696,10 +696,16 @@ fn reference_cache(
     }
     h.bytes(format!("{dtype:?}").as_bytes());
     let out = &cfg.train.output_dir;
+    // Beside a single training file; several files have no one "beside", so their cache lives
+    // in the run folder (`data.train.refcache.json`).
+    let train_key = match cfg.data.train.paths() {
+        [one] => one.clone(),
+        _ => out.join("data.train"),
+    };
     let (train_vals, eval_vals) = match &cfg.data.eval {
         Some(eval_path) => {
             let (t, how) = refcache::load_or_build(
-                &cfg.data.train,
+                &train_key,
                 out,
                 &train.iter().collect::<Vec<_>>(),
                 reference,
@@ -718,7 +724,7 @@ fn reference_cache(
         }
         None => {
             let all: Vec<&RenderedList> = train.iter().chain(eval).collect();
-            let (mut t, how) = refcache::load_or_build(&cfg.data.train, out, &all, reference, h.0)?;
+            let (mut t, how) = refcache::load_or_build(&train_key, out, &all, reference, h.0)?;
             eprintln!("reference cache: {how}");
             let e = t.split_off(train.len());
             (t, e)
@@ -729,19 +735,26 @@ fn reference_cache(
 
 /// The stage's examples and, per file read, what loading did to it.
 fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<(Examples, Vec<DataReport>)> {
+    let files = cfg.data.train.paths();
     let opts = LoadOptions {
         missing: cfg.data.missing_rating,
         drop_truthful_qa: cfg.data.drop_truthful_qa,
         max_length: cfg.data.max_length,
         max_prompt_length: cfg.data.max_prompt_length,
         skip_invalid: cfg.data.skip_invalid,
-        dimensions: cfg.data.dimensions.clone(),
+        // Several files: each is read over all its own dimensions and the selection is made
+        // over their union below (a file need not have every selected dimension).
+        dimensions: if files.len() == 1 {
+            cfg.data.dimensions.clone()
+        } else {
+            None
+        },
         ..LoadOptions::default()
     };
     // Held-out split: the eval file, else the last `eval_fraction` of the training lists.
     let split = |len: usize| len - ((len as f64) * cfg.data.eval_fraction).floor() as usize;
     let mut reports = Vec::new();
-    let mut note = |role: &str, file: &std::path::Path, report: LoadReport| {
+    let mut note = |role: &str, file: &Path, report: LoadReport| {
         reports.push(DataReport {
             role: role.into(),
             file: file.to_path_buf(),
@@ -750,34 +763,56 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<(Examples, V
     };
     let examples = match cfg.train.stage {
         Stage::Preference => {
-            let d = data::load_preferences(&cfg.data.train, tok, &opts)?;
-            note("train", &cfg.data.train, d.report);
-            let mut train = d.lists;
+            // Each file with its own dimensions; the lists are concatenated in file order.
+            let mut parts = Vec::with_capacity(files.len());
+            for f in files {
+                let d = data::load_preferences(f, tok, &opts)?;
+                note("train", f, d.report.clone());
+                parts.push((f, d));
+            }
+            let dims = union_dimensions(cfg, &parts)?;
+            let mut train = Vec::new();
+            for (f, d) in parts {
+                let filled = onto_dimensions(cfg, f, &d.dimensions, &dims, d.lists, &mut train)?;
+                if let Some(r) = reports
+                    .iter_mut()
+                    .find(|r| r.file == *f && r.role == "train")
+                {
+                    r.report.missing_filled += filled;
+                }
+            }
             let eval = match &cfg.data.eval {
                 Some(p) => {
                     let e = data::load_preferences(
                         p,
                         tok,
                         &LoadOptions {
-                            dimensions: Some(d.dimensions.clone()),
+                            dimensions: (files.len() == 1).then(|| dims.clone()),
                             ..opts.clone()
                         },
                     )?;
-                    note("eval", p, e.report);
-                    e.lists
+                    let mut eval = Vec::new();
+                    let mut report = e.report;
+                    report.missing_filled +=
+                        onto_dimensions(cfg, p, &e.dimensions, &dims, e.lists, &mut eval)?;
+                    reports.push(DataReport {
+                        role: "eval".into(),
+                        file: p.clone(),
+                        report,
+                    });
+                    eval
                 }
                 None => train.split_off(split(train.len())),
             };
-            Examples::Lists {
-                dims: d.dimensions,
-                train,
-                eval,
-            }
+            Examples::Lists { dims, train, eval }
         }
         Stage::Sft => {
-            let d = data::load_sft(&cfg.data.train, tok, &opts)?;
-            note("train", &cfg.data.train, d.report);
-            let mut train = d.records;
+            let mut train = Vec::new();
+            for f in files {
+                let d = data::load_sft(f, tok, &opts)?;
+                note("train", f, d.report);
+                train.extend(d.records);
+            }
             let eval = match &cfg.data.eval {
                 Some(p) => {
                     let e = data::load_sft(p, tok, &opts)?;
@@ -790,6 +825,94 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<(Examples, V
         }
     };
     Ok((examples, reports))
+}
+
+/// The dimensions of a run over several files: `data.dimensions` when given (each must be in
+/// some file), else the union of the files' dimensions in order of first appearance.
+fn union_dimensions(
+    cfg: &TrainConfig,
+    parts: &[(&PathBuf, data::PreferenceData)],
+) -> TrainResult<Vec<String>> {
+    let mut union: Vec<String> = Vec::new();
+    for (_, d) in parts {
+        for name in &d.dimensions {
+            if !union.contains(name) {
+                union.push(name.clone());
+            }
+        }
+    }
+    let Some(wanted) = &cfg.data.dimensions else {
+        return Ok(union);
+    };
+    if let Some(w) = wanted.iter().find(|w| !union.contains(w)) {
+        return Err(TrainError::Config {
+            path: cfg.data.train.to_string(),
+            field: "data.dimensions".into(),
+            message: format!(
+                "no training file has the dimension `{w}` (they have: {})",
+                union.join(", ")
+            ),
+        });
+    }
+    Ok(wanted.clone())
+}
+
+/// Moves `lists` (rated on `have`) onto the run's dimensions `dims`, appending them to `out`. A
+/// dimension the file does not have is missing for every response and follows
+/// `data.missing_rating`: dropped per list (λ renormalised over the rest, the default), filled
+/// with the default rating, or an error. Returns how many ratings were filled.
+fn onto_dimensions(
+    cfg: &TrainConfig,
+    file: &Path,
+    have: &[String],
+    dims: &[String],
+    lists: Vec<RenderedList>,
+    out: &mut Vec<RenderedList>,
+) -> TrainResult<usize> {
+    if have == dims {
+        out.extend(lists);
+        return Ok(0);
+    }
+    let absent: Vec<&String> = dims.iter().filter(|d| !have.contains(d)).collect();
+    let config_err = |message: String| TrainError::Config {
+        path: file.display().to_string(),
+        field: "data.missing_rating".into(),
+        message,
+    };
+    if !absent.is_empty() && cfg.data.missing_rating == MissingPolicy::Error {
+        return Err(config_err(format!(
+            "this file has no ratings on {} (missing policy: error)\nhint: combining files with different dimensions needs missing_rating = {{ policy = \"drop-dimension\" }} or a default rating",
+            absent.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut filled = 0;
+    for mut list in lists {
+        let n = list.responses.len();
+        let mut ratings = Vec::with_capacity(dims.len());
+        for d in dims {
+            ratings.push(match have.iter().position(|h| h == d) {
+                Some(k) => std::mem::take(&mut list.ratings[k]),
+                None => match cfg.data.missing_rating {
+                    MissingPolicy::Default(v) => {
+                        filled += n;
+                        vec![Some(v); n]
+                    }
+                    _ => vec![None; n],
+                },
+            });
+        }
+        // Drop-dimension needs one fully rated dimension left in every list.
+        if !ratings.iter().any(|r| r.iter().all(Option::is_some)) {
+            return Err(config_err(format!(
+                "list {} has no fully rated dimension among {}",
+                list.source,
+                dims.join(", ")
+            )));
+        }
+        list.ratings = ratings;
+        out.push(list);
+    }
+    Ok(filled)
 }
 
 /// Mean NLL over the trained (assistant) positions of one SFT example, with the graph when the

@@ -593,9 +593,9 @@ struct Summary {
     dims: Vec<String>,
     losses: Vec<f64>,
     /// Highest-reward response is one of p^λ's best.
-    top1_target: usize,
+    top1_target: f64,
     /// Per dimension: (agreements, lists rated on every response).
-    top1_dims: Vec<(usize, usize)>,
+    top1_dims: Vec<(f64, usize)>,
     skipped: Vec<String>,
 }
 
@@ -604,15 +604,15 @@ impl Summary {
         Self {
             dims: dims.to_vec(),
             losses: Vec::new(),
-            top1_target: 0,
-            top1_dims: vec![(0, 0); dims.len()],
+            top1_target: 0.0,
+            top1_dims: vec![(0.0, 0); dims.len()],
             skipped: Vec::new(),
         }
     }
 
-    fn add(&mut self, loss: f64, top1_target: bool, rewards: &[f64], ratings: &[Vec<Option<f64>>]) {
+    fn add(&mut self, loss: f64, top1_target: f64, rewards: &[f64], ratings: &[Vec<Option<f64>>]) {
         self.losses.push(loss);
-        self.top1_target += usize::from(top1_target);
+        self.top1_target += top1_target;
         for (k, slot) in self.top1_dims.iter_mut().enumerate() {
             // Only lists where every response is rated on this dimension count.
             let Some(r) = ratings
@@ -622,18 +622,19 @@ impl Summary {
                 continue;
             };
             slot.1 += 1;
-            slot.0 += usize::from(top1_agreement(rewards, &r));
+            slot.0 += top1_agreement(rewards, &r);
         }
     }
 
     fn report(&self) -> String {
         let n = self.losses.len();
         let mut s = String::new();
-        let frac = |a: usize, b: usize| {
+        // Ties at the top of the rewards count fractionally, so the numerator may be a fraction.
+        let frac = |a: f64, b: usize| {
             if b == 0 {
                 "n/a".to_string()
             } else {
-                format!("{:.3} ({a}/{b})", a as f64 / b as f64)
+                format!("{:.3} ({a}/{b})", a / b as f64)
             }
         };
         if n > 0 {

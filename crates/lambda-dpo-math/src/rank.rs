@@ -33,13 +33,28 @@ pub fn tie_groups_desc(values: &[f64], tolerance: f64) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Whether the response the model scores highest is one of the target's best responses.
-pub fn top1_agreement(scores: &[f64], target: &[f64]) -> bool {
-    // Compare against the set of best target responses, not one argmax: with tied best
-    // responses any of them is a correct top-1, and an index tie-break would be arbitrary.
-    let best_score = order_desc(scores)[0];
+/// Top-1 agreement: how much of the model's pick is one of the target's best responses, with
+/// ties at the top of `scores` broken uniformly at random, in expectation:
+///
+/// ```text
+/// M = { i : scores_i ≥ max(scores) − 1e-12 }   the model's (tied) maxima, k = |M|
+/// B = { i : target_i = max(target) }           the target's best responses
+/// top1 = |M ∩ B| / k                            ∈ [0, 1]
+/// ```
+///
+/// So a model that cannot yet tell the responses apart (all scores equal, as every implicit
+/// reward is at step 0) scores `|B| / N`, exactly the chance level of a random pick, and not 1
+/// or 0 depending on where the best response happens to sit (an index tie-break would report
+/// 1.0 on pairwise data written chosen-first). Without ties it is 1 or 0 as usual.
+pub fn top1_agreement(scores: &[f64], target: &[f64]) -> f64 {
+    let max_score = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let max_target = target.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    target[best_score] == max_target
+    // The tolerance absorbs float noise between two ways of computing the same log-prob.
+    let tops: Vec<usize> = (0..scores.len())
+        .filter(|&i| scores[i] >= max_score - 1e-12)
+        .collect();
+    let hits = tops.iter().filter(|&&i| target[i] == max_target).count();
+    hits as f64 / tops.len() as f64
 }
 
 /// Fraction of strictly ordered target pairs (`target_i > target_j`) that the scores order the
@@ -77,9 +92,25 @@ mod tests {
     }
 
     #[test]
+    fn top1_ties_count_fractionally_so_chance_is_chance() {
+        // Step 0: every implicit reward is 0. Chosen-first pairs must not score 1.0.
+        assert_eq!(top1_agreement(&[0.0, 0.0], &[1.0, 0.0]), 0.5);
+        assert_eq!(top1_agreement(&[0.0; 4], &[0.1, 0.6, 0.2, 0.1]), 0.25);
+        // Two tied target bests among four equal scores: 2/4.
+        assert_eq!(top1_agreement(&[0.0; 4], &[0.4, 0.4, 0.1, 0.1]), 0.5);
+        // Model torn between a best and a non-best response: 1/2; between two bests: 1.
+        assert_eq!(top1_agreement(&[1.0, 1.0, 0.0], &[0.5, 0.3, 0.2]), 0.5);
+        assert_eq!(top1_agreement(&[1.0, 1.0, 0.0], &[0.4, 0.4, 0.2]), 1.0);
+        // A tie below the top does not matter.
+        assert_eq!(top1_agreement(&[2.0, 1.0, 1.0], &[0.5, 0.3, 0.2]), 1.0);
+        // Position carries no signal: the same list reversed gives the same value.
+        assert_eq!(top1_agreement(&[0.0, 0.0], &[0.0, 1.0]), 0.5);
+    }
+
+    #[test]
     fn agreement_metrics() {
-        assert!(top1_agreement(&[0.0, 2.0, 1.0], &[0.2, 0.5, 0.3]));
-        assert!(!top1_agreement(&[3.0, 2.0, 1.0], &[0.2, 0.5, 0.3]));
+        assert_eq!(top1_agreement(&[0.0, 2.0, 1.0], &[0.2, 0.5, 0.3]), 1.0);
+        assert_eq!(top1_agreement(&[3.0, 2.0, 1.0], &[0.2, 0.5, 0.3]), 0.0);
         assert_eq!(
             pairwise_accuracy(&[0.0, 2.0, 1.0], &[0.2, 0.5, 0.3]),
             Some(1.0)

@@ -323,7 +323,7 @@ fn stats_report_rewards_agreement_and_kl() {
     let s = &out.stats;
     assert_eq!(s.rewards, vec![1.0, 0.0, -1.0]);
     assert_eq!((s.chosen, s.rejected), (0, 2));
-    assert!((s.margin - 2.0).abs() < 1e-15 && s.reward_accuracy && s.top1_agreement);
+    assert!((s.margin - 2.0).abs() < 1e-15 && s.reward_accuracy && s.top1_agreement == 1.0);
     // λ-DPO's loss = H(p) + KL(p ‖ P).
     let entropy: f64 = target.probs.iter().map(|p| -p * p.ln()).sum();
     assert!((out.loss - entropy - s.kl_target_model).abs() < 1e-12);

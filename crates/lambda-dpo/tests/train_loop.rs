@@ -532,3 +532,19 @@ fn several_training_files_are_concatenated_over_the_union_of_their_dimensions() 
         "{e}"
     );
 }
+
+#[test]
+fn top1_at_step_0_is_chance_not_the_index_tie_break() {
+    // Chosen-first pairs: at step 0 every implicit reward is 0, so an index tie-break would
+    // make response 0 the model's pick and report top-1 = 1.0. Ties count 1/k: chance is 0.5.
+    let dir = setup();
+    write_pairs(&dir.path().join("pairs.jsonl"), 4);
+    let mut cfg = config(dir.path(), "top1", "");
+    cfg.data.train = dir.path().join("pairs.jsonl").into();
+    cfg.data.eval = None;
+    cfg.train.max_steps = Some(1);
+    train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let first = &metrics(&cfg.train.output_dir)[0];
+    assert_eq!(first["listwise/top1"].as_f64(), Some(0.5), "{first}");
+    assert_eq!(first["listwise/top1/score"].as_f64(), Some(0.5), "{first}");
+}

@@ -413,8 +413,9 @@ pub struct LossStats {
     pub margin: f64,
     /// `chosen_reward > rejected_reward` (TRL's "rewards/accuracies").
     pub reward_accuracy: bool,
-    /// The highest-reward response is one of the target's best.
-    pub top1_agreement: bool,
+    /// The highest-reward response is one of the target's best; ties at the top of the
+    /// rewards count fractionally ([`crate::rank::top1_agreement`]), so chance is chance.
+    pub top1_agreement: f64,
     /// `KL(p^λ ‖ P_θ)`; for λ-DPO this is the loss minus the target's entropy.
     pub kl_target_model: f64,
 }

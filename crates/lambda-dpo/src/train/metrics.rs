@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use lambda_dpo_math::{preference_distribution, LossOutput};
+use lambda_dpo_math::{preference_distribution, rank::top1_agreement, LossOutput};
 
 use crate::train::error::{TrainError, TrainResult};
 
@@ -44,7 +44,7 @@ impl Accumulator {
         self.add("rewards/accuracies", f64::from(u8::from(s.reward_accuracy)));
         self.add("logps/chosen", policy_logps[s.chosen]);
         self.add("logps/rejected", policy_logps[s.rejected]);
-        self.add("listwise/top1", f64::from(u8::from(s.top1_agreement)));
+        self.add("listwise/top1", s.top1_agreement);
         self.add("listwise/kl", s.kl_target_model);
         for (k, dim) in dims.iter().enumerate() {
             if let Some(w) = lambda.get(k) {
@@ -70,10 +70,10 @@ impl Accumulator {
                     })
                     .sum::<f64>();
                 self.add(&format!("listwise/ce/{dim}"), ce);
-                let best = argmax(&r);
+                // Ties at the top of the rewards (all of them at step 0) count fractionally.
                 self.add(
                     &format!("listwise/top1/{dim}"),
-                    f64::from(u8::from((r[argmax(&s.rewards)] - r[best]).abs() < 1e-12)),
+                    top1_agreement(&s.rewards, &r),
                 );
                 if let Some(tau) = kendall_tau(&s.rewards, &r) {
                     self.add(&format!("listwise/kendall/{dim}"), tau);
@@ -92,12 +92,6 @@ impl Accumulator {
     pub fn is_empty(&self) -> bool {
         self.sums.is_empty()
     }
-}
-
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
 }
 
 /// Kendall τ-b between two scorings; `None` when one of them is constant.

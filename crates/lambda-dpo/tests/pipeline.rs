@@ -85,11 +85,12 @@ fn sft_then_lambda_dpo_on_the_shared_samples() {
     // With the SFT adapter merged, the reference is the SFT model: the fresh preference adapter
     // starts exactly at the reference, so each list's first λ-DPO loss is ln N (ln 2 for a
     // pair, ln 4 for the raw row) and the first step's loss is their mean over its 2 lists.
+    // (The first line is the step-0 held-out baseline that `eval_every` adds.)
     let first: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(out.path().join("metrics.jsonl"))
             .unwrap()
             .lines()
-            .next()
+            .find(|l| l.contains("\"loss\""))
             .unwrap(),
     )
     .unwrap();

@@ -266,7 +266,8 @@ pub struct TrainSection {
     pub seed: u64,
     /// Responses per forward (bounded memory for large N); default: all of a list at once.
     pub chunk_size: Option<usize>,
-    /// Evaluate on the held-out lists every K optimizer steps (and at the end). Default: at the end only.
+    /// Evaluate on the held-out lists every K optimizer steps, at the end, and (when set) once
+    /// before the first update, at step 0. Default: at the end only.
     pub eval_every: Option<u64>,
     /// Checkpoint every K optimizer steps (and at the end). Default: at the end only.
     pub save_every: Option<u64>,

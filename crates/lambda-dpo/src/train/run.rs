@@ -332,6 +332,33 @@ fn train_stage(
     let mut last = serde_json::Value::Null;
     let mut eval_metrics = None;
     let stop_at = opts.stop_after.map_or(total_steps, |s| s.min(total_steps));
+    // Held-out evaluation: the mean λ, no dropout, no gradient and no random draw, so it never
+    // changes the run (a resumed run that skips one is still bit-identical).
+    let eval_at = |log: &mut MetricsLog, step: u64| {
+        evaluate(
+            cfg,
+            &examples,
+            &model,
+            &adapter,
+            &objective,
+            &|i| {
+                pick_reference(
+                    cfg.reference.mode,
+                    reference_model.as_ref(),
+                    eval_ref.as_deref(),
+                    i,
+                )
+            },
+            conditioner.as_ref(),
+            log,
+            step,
+        )
+    };
+    // With `eval_every`, a baseline before any update (an `eval/…` line at step 0): what the
+    // later evaluations are measured against.
+    if cfg.train.eval_every.is_some() && state.step == 0 {
+        eval_at(&mut log, 0)?;
+    }
 
     // 4. The loop.
     while state.step < stop_at {
@@ -485,24 +512,7 @@ fn train_stage(
 
         let at_end = state.step == total_steps;
         if cfg.train.eval_every.is_some_and(|k| state.step % k == 0) || at_end {
-            if let Some(m) = evaluate(
-                cfg,
-                &examples,
-                &model,
-                &adapter,
-                &objective,
-                &|i| {
-                    pick_reference(
-                        cfg.reference.mode,
-                        reference_model.as_ref(),
-                        eval_ref.as_deref(),
-                        i,
-                    )
-                },
-                conditioner.as_ref(),
-                &mut log,
-                state.step,
-            )? {
+            if let Some(m) = eval_at(&mut log, state.step)? {
                 eval_metrics = Some(m);
             }
         }

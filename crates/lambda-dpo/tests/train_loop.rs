@@ -337,7 +337,9 @@ fn sft_stage_trains_on_assistant_tokens() {
 fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let dir = setup();
     let mut cfg = config(dir.path(), "nan", "save_every = 1");
-    // An absurd learning rate sends the adapter to ±∞ after the first update.
+    // Warmup makes the first update a no-op (lr 0 at step 0), so step 1 is a good checkpoint;
+    // then an absurd learning rate sends the adapter to ±∞ on the second update.
+    cfg.train.warmup_ratio = 0.1; // 4 warmup steps of 40
     cfg.train.learning_rate = 1e38;
     cfg.train.max_grad_norm = None;
     cfg.train.adam.eps = 1e-30;
@@ -345,23 +347,32 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("non-finite value") && err.contains("hint:"),
+        err.contains("non-finite value") && err.contains("at step 2") && err.contains("hint:"),
         "{err}"
     );
-    // Whatever checkpoints exist hold finite weights: a diverged update is never saved.
-    if let Ok(entries) = std::fs::read_dir(cfg.train.output_dir.join("checkpoints")) {
-        for e in entries {
-            let f = e.unwrap().path().join("adapter/adapter_model.safetensors");
-            for (_, t) in candle_core::safetensors::load(&f, &candle_core::Device::Cpu).unwrap() {
-                let s: f32 = t.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
-                assert!(s.is_finite(), "{} holds non-finite weights", f.display());
-            }
-        }
+    // The good checkpoint is there, finite, and the diverged update was never saved.
+    let checkpoints = cfg.train.output_dir.join("checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["step-00000001"]);
+    let f = checkpoints.join("step-00000001/adapter/adapter_model.safetensors");
+    for (name, t) in candle_core::safetensors::load(&f, &candle_core::Device::Cpu).unwrap() {
+        let s: f32 = t.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert!(s.is_finite(), "{name} in {} is not finite", f.display());
     }
     assert!(
         !cfg.train.output_dir.join("adapter").exists(),
         "no final adapter from a diverged run"
     );
+    // The metrics stop at the last good step.
+    let steps: Vec<u64> = metrics(&cfg.train.output_dir)
+        .iter()
+        .filter(|r| r.get("loss").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1]);
 }
 
 #[test]

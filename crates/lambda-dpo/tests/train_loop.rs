@@ -586,3 +586,53 @@ fn top1_at_step_0_is_chance_not_the_index_tie_break() {
     assert_eq!(first["listwise/top1"].as_f64(), Some(0.5), "{first}");
     assert_eq!(first["listwise/top1/score"].as_f64(), Some(0.5), "{first}");
 }
+
+#[test]
+fn resume_after_a_lost_checkpoint_cuts_the_log_back_and_stays_bit_identical() {
+    let dir = setup();
+    let extra = "save_every = 2\neval_every = 2";
+    let mut full = config(dir.path(), "lost-full", extra);
+    full.train.max_steps = Some(6);
+    train(&full, &RunOptions::default(), &mut |_| {}).unwrap();
+
+    let mut part = config(dir.path(), "lost-part", extra);
+    part.train.max_steps = Some(6);
+    let opts = |resume, stop_after| RunOptions { resume, stop_after };
+    train(&part, &opts(false, Some(4)), &mut |_| {}).unwrap();
+    // A crash after step 4's metrics but before its checkpoint landed: only step 2 survives,
+    // while metrics.jsonl already holds steps 3 and 4 (and the held-out line at 4).
+    let ckpts = part.train.output_dir.join("checkpoints");
+    std::fs::remove_dir_all(ckpts.join("step-00000004")).unwrap();
+    assert!(ckpts.join("step-00000002").is_dir());
+    train(&part, &opts(true, None), &mut |_| {}).unwrap();
+
+    let adapter = |c: &TrainConfig| {
+        std::fs::read(c.train.output_dir.join("adapter/adapter_model.safetensors")).unwrap()
+    };
+    assert!(
+        adapter(&full) == adapter(&part),
+        "resumed adapter differs from the uninterrupted one"
+    );
+    let steps = |c: &TrainConfig, key: &str| -> Vec<u64> {
+        metrics(&c.train.output_dir)
+            .iter()
+            .filter(|r| r.get(key).is_some())
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(&part, "loss"), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(steps(&part, "eval/loss"), [0, 2, 4, 6]);
+    // Line for line the same log as the uninterrupted run, timing fields aside.
+    let strip = |c: &TrainConfig| -> Vec<serde_json::Value> {
+        metrics(&c.train.output_dir)
+            .into_iter()
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                o.remove("tokens_per_second");
+                o.remove("peak_rss_mb");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(&full), strip(&part));
+}

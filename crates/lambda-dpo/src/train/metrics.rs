@@ -143,6 +143,35 @@ impl MetricsLog {
         })
     }
 
+    /// Opens the log of a run resumed from the checkpoint at `step`: records after that step
+    /// (written before a crash that came after the checkpoint, and about to be written again)
+    /// are removed first, atomically, so every step appears once. A torn last line goes too.
+    pub fn open_resumed(path: &Path, step: u64) -> TrainResult<Self> {
+        let io_err = |source| TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            let at = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|r| r.get("step").and_then(serde_json::Value::as_u64));
+            if at.is_some_and(|s| s <= step) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        if kept.len() != text.len() {
+            lambda_dpo_model::io::write_atomic(path, kept.as_bytes())?;
+        }
+        Self::open(path, false)
+    }
+
     pub fn write(&mut self, record: &serde_json::Value) -> TrainResult<()> {
         let mut line = serde_json::to_vec(record).expect("json");
         line.push(b'\n');

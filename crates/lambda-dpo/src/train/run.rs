@@ -302,7 +302,14 @@ fn train_stage(
     }
     // The resolved config, before step 0 (and again on resume: it must be the same).
     lambda_dpo_model::io::write_atomic(&out.join("config.resolved.toml"), resolved.as_bytes())?;
-    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), state.step == 0)?;
+    // Resumed: the log continues from the checkpoint's step (lines a crash left after it are
+    // cut, or they would appear twice); a fresh run starts an empty log.
+    let metrics_path = out.join("metrics.jsonl");
+    let mut log = if state.step == 0 {
+        MetricsLog::open(&metrics_path, true)?
+    } else {
+        MetricsLog::open_resumed(&metrics_path, state.step)?
+    };
 
     let per_step = (cfg.train.batch_size * cfg.train.grad_accum) as u64;
     let n = examples.len() as u64;

@@ -65,6 +65,26 @@ fn config_errors_name_the_field() {
         ("[loss]\ntype = \"dpo\"\nbta = 0.1", "loss.bta"),
         ("[reference]\nmode = \"model\"", "reference.path"),
         ("[loss]\ntype = \"lambda-dpo\"\nbeta = -0.1", "beta"),
+        // The λ sampler is validated at load, naming `lambda`, not as a math error at step 0.
+        (
+            "[lambda]\nkind = \"fixed\"\nlambda = [-0.5, 1.5]",
+            "field `lambda`",
+        ),
+        (
+            "[lambda]\nkind = \"dirichlet\"\nalpha = [1.0, 0.0]",
+            "field `lambda`",
+        ),
+        (
+            "[lambda]\nkind = \"grid\"\ndim = 2\nstep = 0.3",
+            "field `lambda`",
+        ),
+        // A reference path outside modes "model"/"cache" would be ignored (LLaMA-Factory #8459:
+        // with a continued adapter it would even pass the disabled-adapter check).
+        ("[reference]\npath = \"ref\"", "field `reference.path`"),
+        (
+            "[reference]\nmode = \"none\"\npath = \"ref\"",
+            "field `reference.path`",
+        ),
     ];
     for (extra, field) in cases {
         std::fs::write(
@@ -74,6 +94,28 @@ fn config_errors_name_the_field() {
         .unwrap();
         let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
         assert!(e.contains(field) && e.contains("bad.toml"), "{extra}: {e}");
+    }
+    // The #8459 bypass: a continued adapter with a disabled-adapter reference was let through
+    // when an (unused) reference.path was set.
+    std::fs::write(
+        &p,
+        "[model]\npath = \"m\"\nadapter = \"a\"\n[data]\ntrain = \"d.jsonl\"\n[reference]\npath = \"ref\"\n",
+    )
+    .unwrap();
+    let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+    assert!(e.contains("reference.path") && e.contains("hint:"), "{e}");
+    // Still accepted: a path with mode "model" or "cache", and a valid λ source.
+    for extra in [
+        "[reference]\nmode = \"model\"\npath = \"ref\"",
+        "[reference]\nmode = \"cache\"\npath = \"ref\"",
+        "[lambda]\nkind = \"fixed\"\nlambda = [0.25, 0.75]",
+    ] {
+        std::fs::write(
+            &p,
+            format!("[model]\npath = \"m\"\n[data]\ntrain = \"d.jsonl\"\n{extra}\n"),
+        )
+        .unwrap();
+        TrainConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{extra}: {e}"));
     }
 }
 

@@ -579,6 +579,20 @@ impl TrainConfig {
                 format!("expected \"f32\" or \"bf16\", found {:?}", self.model.dtype),
             );
         }
+        // A reference path is only read in modes "model" and "cache": elsewhere it would be
+        // silently ignored, and with disabled-adapter the #8459 check below would let a
+        // continued adapter through on the strength of a path that is never used.
+        if self.reference.path.is_some()
+            && !matches!(
+                self.reference.mode,
+                ReferenceMode::Model | ReferenceMode::Cache
+            )
+        {
+            return err(
+                "reference.path",
+                format!("only used with reference.mode = \"model\" or \"cache\", but mode is {}\nhint: set reference.mode = \"model\" to use this folder as the reference, or remove reference.path", serde_json::to_string(&self.reference.mode).expect("enum")),
+            );
+        }
         if self.reference.mode == ReferenceMode::Model && self.reference.path.is_none() {
             return err(
                 "reference.path",
@@ -645,6 +659,13 @@ impl TrainConfig {
             .loss
             .validate()
             .map_err(|e| config_err(path, "loss", &e.to_string()))?;
+        // The λ sampler is checked now (weights on the simplex, α > 0, a usable table or grid),
+        // not at step 0 as a math error; its dimension count is checked against the data then.
+        if let Some(source) = &self.lambda.source {
+            lambda_dpo_math::LambdaSampler::new(source.clone(), 0).map_err(|e| {
+                config_err(path, "lambda", &format!("{e}\nhint: a fixed λ or table row needs non-negative weights summing to 1, one per data dimension; Dirichlet needs every α > 0"))
+            })?;
+        }
         Ok(())
     }
 }

@@ -117,3 +117,73 @@ fn skipped_records_are_reported_on_stderr() {
     );
     assert!(dir.path().join("run/data_report.json").is_file());
 }
+
+#[test]
+fn train_then_export_scores_like_the_trained_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(&dir.path().join("train.jsonl"));
+    // lora.dropout 0 so that the adapter, not dropout noise, is what is compared.
+    let cfg = write_config(dir.path(), "warmup_ratio = 0.0\n");
+    let o = bin(&["train", "--config", &cfg, "--set", "lora.dropout=0.0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // stdout is the product folder, nothing else.
+    let adapter = PathBuf::from(String::from_utf8(o.stdout).unwrap().trim());
+    assert_eq!(adapter, dir.path().join("run/adapter"));
+    assert!(adapter.join("adapter_config.json").is_file());
+
+    let merged = dir.path().join("merged");
+    let o = bin(&[
+        "export",
+        "--model",
+        model().to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"input_ids\": [30, 31, 32, 40, 52, 17, 62], \"completion_start\": 3}\n",
+    )
+    .unwrap();
+    let logprobs = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec!["logprobs", "--input", input.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = bin(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        row["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let m = model();
+    let base = logprobs(&["--model", m.to_str().unwrap()]);
+    let with_adapter = logprobs(&[
+        "--model",
+        m.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+    ]);
+    let exported = logprobs(&["--model", merged.to_str().unwrap()]);
+    let max_diff = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    // Training moved the model, and the merged folder is that trained model.
+    assert!(
+        max_diff(&base, &with_adapter) > 1e-3,
+        "training changed nothing"
+    );
+    assert!(
+        max_diff(&with_adapter, &exported) < 1e-4,
+        "{with_adapter:?} vs {exported:?}"
+    );
+}

@@ -636,3 +636,77 @@ fn resume_after_a_lost_checkpoint_cuts_the_log_back_and_stays_bit_identical() {
     };
     assert_eq!(strip(&full), strip(&part));
 }
+
+/// Every loss and loop option the other tests leave out, 2 steps each: the loss stays finite
+/// and the product is written.
+#[test]
+fn every_loss_reference_mode_and_loop_option_runs_two_steps() {
+    let dir = setup();
+    let model = fixture_model();
+    let cases: Vec<(&str, String)> = vec![
+        ("ipo", "[loss]\ntype = \"ipo\"".into()),
+        ("simpo", "[loss]\ntype = \"simpo\"".into()),
+        ("orpo", "[loss]\ntype = \"orpo\"".into()),
+        ("list-mle", "[loss]\ntype = \"list-mle\"".into()),
+        ("lipo-lambda", "[loss]\ntype = \"lipo-lambda\"".into()),
+        (
+            "reference-model",
+            format!(
+                "[reference]\nmode = \"model\"\npath = \"{}\"",
+                model.display()
+            ),
+        ),
+        ("reference-none", "[reference]\nmode = \"none\"".into()),
+        ("lambda-per-step", "[lambda]\nper = \"step\"".into()),
+        ("chunk-size-2", "chunk_size = 2".into()),
+        ("keep-last-1", "save_every = 1\nkeep_last = 1".into()),
+    ];
+    for (name, extra) in cases {
+        // Options of [train] go there; whole sections are appended after it.
+        let (train_extra, sections) = if extra.starts_with('[') {
+            ("", extra.as_str())
+        } else {
+            (extra.as_str(), "")
+        };
+        let mut cfg = config(
+            dir.path(),
+            &format!("opt-{name}"),
+            &format!("{train_extra}\n{sections}"),
+        );
+        cfg.train.max_steps = Some(2);
+        let summary = train(&cfg, &RunOptions::default(), &mut |_| {})
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(summary.steps, 2, "{name}");
+        let losses: Vec<f64> = metrics(&cfg.train.output_dir)
+            .iter()
+            .filter_map(|r| r.get("loss").and_then(serde_json::Value::as_f64))
+            .collect();
+        assert_eq!(losses.len(), 2, "{name}");
+        assert!(losses.iter().all(|l| l.is_finite()), "{name}: {losses:?}");
+        let product = summary.adapter_dir.expect("a product");
+        assert!(
+            product.join("adapter_model.safetensors").is_file(),
+            "{name}: no adapter"
+        );
+        if name == "keep-last-1" {
+            let left: Vec<String> = std::fs::read_dir(cfg.train.output_dir.join("checkpoints"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(left, ["step-00000002"], "keep_last = 1 prunes step 1");
+        }
+        // The sampler's state in the final checkpoint counts its draws: one per list (2 steps ×
+        // grad-accum 2), or one per optimizer step with lambda.per = "step".
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                cfg.train
+                    .output_dir
+                    .join("checkpoints/step-00000002/state.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let draws = if name == "lambda-per-step" { 2 } else { 4 };
+        assert_eq!(state["sampler"]["draws"], draws, "{name}: {state}");
+    }
+}

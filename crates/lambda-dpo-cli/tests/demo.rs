@@ -38,6 +38,8 @@ fn quick_demo_writes_results_report_and_plots() {
     assert!((curve("dpo")[0] - 2f64.ln()).abs() < 1e-9);
     assert!((curve("lambda-dpo")[0] - 4f64.ln()).abs() < 1e-9);
     assert!((curve("lambda-dpo-prompt")[0] - 4f64.ln()).abs() < 1e-9);
+    // A fresh SVD-LoRA adapter is a no-op at every λ, so it starts at ln N as well.
+    assert!((curve("lambda-dpo-svd")[0] - 4f64.ln()).abs() < 1e-9);
     // SFT from random weights (≈ ln V per token) learns the language.
     let sft = curve("sft");
     assert!(sft[0] > 5.0, "random init starts near ln V: {}", sft[0]);
@@ -51,7 +53,16 @@ fn quick_demo_writes_results_report_and_plots() {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["sft", "dpo", "lambda-dpo", "lambda-dpo-prompt"]);
+    assert_eq!(
+        keys,
+        [
+            "sft",
+            "dpo",
+            "lambda-dpo",
+            "lambda-dpo-prompt",
+            "lambda-dpo-svd"
+        ]
+    );
     for m in methods {
         let lambdas = m["lambdas"].as_array().unwrap();
         let rewards = m["rewards"].as_array().unwrap();
@@ -110,7 +121,9 @@ fn quick_demo_writes_results_report_and_plots() {
     // a Hugging Face folder the loaders accept.
     assert!(out.join("configs/lambda-dpo-prompt.toml").is_file());
     assert!(out.join("runs/sft/model/config.json").is_file());
-    assert!(out
-        .join("runs/lambda-dpo-prompt/adapter/lambda_conditioning.json")
-        .is_file());
+    for key in ["lambda-dpo-prompt", "lambda-dpo-svd"] {
+        assert!(out
+            .join(format!("runs/{key}/adapter/lambda_conditioning.json"))
+            .is_file());
+    }
 }

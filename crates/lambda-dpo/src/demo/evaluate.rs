@@ -23,7 +23,7 @@ use lambda_dpo_model::{Adapter, Message, Model, Tokenizer};
 use serde::Serialize;
 
 use super::DemoError;
-use crate::train::conditioning::{conditioned_messages, quantize_lambda};
+use crate::train::conditioning::{conditioned_messages, quantize_lambda, Conditioning};
 use crate::world::{Prompt, World};
 
 /// What one method achieved.
@@ -73,13 +73,15 @@ pub fn eval_lambdas(dims: usize, step: f64) -> Result<Vec<Vec<f64>>, DemoError> 
 }
 
 /// Samples and scores one model. `adapter = None` evaluates the model itself (the SFT model).
+/// `conditioning` says how λ reaches it: rendered into the prompt, set in an SVD-LoRA adapter,
+/// or not at all (then one λ slot is sampled and scored for every λ).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_method(
     world: &World,
     model: &Model,
     adapter: Option<&Adapter>,
     tokenizer: &Tokenizer,
-    conditioned: bool,
+    conditioning: Conditioning,
     (key, label): (&str, &str),
     settings: &EvalSettings,
     on_batch: &mut dyn FnMut(usize, usize),
@@ -87,13 +89,14 @@ pub fn evaluate_method(
     let dims: Vec<String> = world.dimensions().iter().map(|d| d.to_string()).collect();
     let lambdas = eval_lambdas(dims.len(), settings.grid_step)?;
     let prompts: Vec<&Prompt> = world.eval_prompts().iter().take(settings.prompts).collect();
+    let conditioned = conditioning != Conditioning::None;
     // One job per (λ, prompt, sample); unconditioned models use one λ slot for all.
     let slots = if conditioned { lambdas.len() } else { 1 };
     let mut jobs: Vec<(usize, usize, Vec<u32>)> = Vec::new();
     for (g, lambda) in lambdas.iter().enumerate().take(slots) {
         for (p, prompt) in prompts.iter().enumerate() {
             let mut msgs = vec![Message::new("user", &prompt.text)];
-            if conditioned {
+            if conditioning == Conditioning::Prompt {
                 msgs = conditioned_messages(&msgs, &dims, &quantize_lambda(lambda));
             }
             let text = tokenizer.render_chat(&msgs, true, &Default::default())?;
@@ -119,17 +122,31 @@ pub fn evaluate_method(
     };
     let batch = settings.batch_size.max(1);
     let mut done = 0;
-    for (b, chunk) in jobs.chunks(batch).enumerate() {
+    // Batches never mix λ slots: an SVD-LoRA adapter runs at one λ per forward.
+    let batches = jobs
+        .chunk_by(|x, y| x.0 == y.0)
+        .flat_map(|slot| slot.chunks(batch));
+    for chunk in batches {
         // Each response has its own seed (job index), so results do not depend on batching.
         let prompts_b: Vec<GenPrompt<'_>> = chunk
             .iter()
             .enumerate()
             .map(|(i, (_, _, ids))| GenPrompt {
                 ids,
-                seed: row_seed(settings.seed, (b * batch + i) as u64),
+                seed: row_seed(settings.seed, (done + i) as u64),
             })
             .collect();
-        let outs = generate(model, tokenizer, adapter, &prompts_b, &opts)?;
+        let at_lambda = match (conditioning, adapter) {
+            (Conditioning::SvdLora, Some(a)) => Some(a.with_lambda(&lambdas[chunk[0].0])?),
+            _ => None,
+        };
+        let outs = generate(
+            model,
+            tokenizer,
+            at_lambda.as_ref().or(adapter),
+            &prompts_b,
+            &opts,
+        )?;
         for ((g, p, _), out) in chunk.iter().zip(outs) {
             let r = world.rewards(prompts[*p], &out.text);
             for (s, v) in sums[*g].iter_mut().zip(&r) {

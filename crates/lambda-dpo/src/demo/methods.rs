@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use crate::train::conditioning::Conditioning;
+
 /// A preference method of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -14,10 +16,17 @@ pub enum Method {
     LambdaDpo,
     /// λ-DPO with λ rendered into the system message (λ adjustable at inference).
     LambdaDpoPrompt,
+    /// λ-DPO with λ as extra singular values of every LoRA update (SVD-LoRA, Panacea).
+    LambdaDpoSvd,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Dpo, Method::LambdaDpo, Method::LambdaDpoPrompt];
+    pub const ALL: [Method; 4] = [
+        Method::Dpo,
+        Method::LambdaDpo,
+        Method::LambdaDpoPrompt,
+        Method::LambdaDpoSvd,
+    ];
 
     /// Folder and JSON key.
     pub fn key(self) -> &'static str {
@@ -25,6 +34,7 @@ impl Method {
             Method::Dpo => "dpo",
             Method::LambdaDpo => "lambda-dpo",
             Method::LambdaDpoPrompt => "lambda-dpo-prompt",
+            Method::LambdaDpoSvd => "lambda-dpo-svd",
         }
     }
 
@@ -34,12 +44,17 @@ impl Method {
             Method::Dpo => "DPO (best vs worst, uniform λ)",
             Method::LambdaDpo => "λ-DPO (paper, unconditioned)",
             Method::LambdaDpoPrompt => "λ-DPO + prompt conditioning",
+            Method::LambdaDpoSvd => "λ-DPO + SVD-LoRA conditioning",
         }
     }
 
-    /// Whether λ reaches the policy at inference.
-    pub fn conditioned(self) -> bool {
-        self == Method::LambdaDpoPrompt
+    /// How λ reaches the policy at inference.
+    pub fn conditioning(self) -> Conditioning {
+        match self {
+            Method::Dpo | Method::LambdaDpo => Conditioning::None,
+            Method::LambdaDpoPrompt => Conditioning::Prompt,
+            Method::LambdaDpoSvd => Conditioning::SvdLora,
+        }
     }
 }
 
@@ -164,6 +179,10 @@ pub fn preference_config(
         Method::LambdaDpoPrompt => (
             "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
             format!("conditioning = \"prompt\"\nkind = \"dirichlet\"\nalpha = [{ones}]"),
+        ),
+        Method::LambdaDpoSvd => (
+            "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
+            format!("conditioning = \"svd-lora\"\nkind = \"dirichlet\"\nalpha = [{ones}]"),
         ),
     };
     format!(

@@ -140,15 +140,19 @@ fn write_text(path: &Path, text: &str) -> Result<(), DemoError> {
 /// Runs one training job from a TOML text written to `config_path` (with `overrides` applied,
 /// as `train --set` does). With `reuse`, a finished run whose resolved config is unchanged is
 /// not trained again.
+/// `describe` names the run from its resolved config (so `--set` overrides show in the
+/// progress line).
 fn run_config(
     config_path: &Path,
     text: &str,
     overrides: &[String],
     reuse: bool,
+    describe: &dyn Fn(&TrainConfig) -> String,
     observer: &mut dyn FnMut(DemoEvent<'_>),
 ) -> Result<(PathBuf, Vec<(u64, f64)>), DemoError> {
     write_text(config_path, text)?;
     let cfg = TrainConfig::load(config_path, overrides)?;
+    observer(DemoEvent::Phase(describe(&cfg)));
     let out = &cfg.train.output_dir;
     let metrics = out.join("metrics.jsonl");
     if reuse {
@@ -230,16 +234,19 @@ pub fn run_demo(
     world.write_tiny_llama(&init, &TinyLlama::default(), opts.seed)?;
 
     // 2. SFT from scratch.
-    observer(DemoEvent::Phase(format!(
-        "SFT from scratch ({} steps, every weight)",
-        budget.sft_steps
-    )));
     let sft_run = out.join("runs/sft");
     let (sft_model, sft_curve) = run_config(
         &out.join("configs/sft.toml"),
         &sft_config(&init, &sft_file, &sft_run, &budget, opts.seed),
         &opts.sft_overrides,
         opts.reuse_runs,
+        &|c| {
+            format!(
+                "SFT from scratch ({} steps, every weight, lr {:e})",
+                c.train.max_steps.unwrap_or(0),
+                c.train.learning_rate
+            )
+        },
         observer,
     )?;
     let mut curves = vec![("sft".to_string(), sft_curve)];
@@ -247,12 +254,6 @@ pub fn run_demo(
     // 3. The preference methods, same budget and seeds.
     let mut products = Vec::new();
     for method in Method::ALL {
-        observer(DemoEvent::Phase(format!(
-            "{} ({} steps, LoRA r {})",
-            method.label(),
-            budget.pref_steps,
-            budget.lora_r
-        )));
         let run = out.join("runs").join(method.key());
         let text = preference_config(
             method,
@@ -271,6 +272,15 @@ pub fn run_demo(
             &text,
             &opts.pref_overrides,
             opts.reuse_runs,
+            &|c| {
+                format!(
+                    "{} ({} steps, LoRA r {}, lr {:e})",
+                    method.label(),
+                    c.train.max_steps.unwrap_or(0),
+                    c.lora.r,
+                    c.train.learning_rate
+                )
+            },
             observer,
         )?;
         curves.push((method.key().to_string(), curve));

@@ -14,22 +14,33 @@ use libfuzzer_sys::fuzz_target;
 fn tokenizer() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
     TOK.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lambda-dpo-model/tests/fixtures/qwen2/model");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/lambda-dpo-model/tests/fixtures/qwen2/model");
         Tokenizer::from_dir(&dir).expect("fixture tokenizer")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(reader) = RecordReader::from_reader("fuzz.jsonl", Cursor::new(data.to_vec()), &ReadOptions::default()) else {
+    let Ok(reader) = RecordReader::from_reader(
+        "fuzz.jsonl",
+        Cursor::new(data.to_vec()),
+        &ReadOptions::default(),
+    ) else {
         return;
     };
     let path = Path::new("fuzz.jsonl");
-    let r = Renderer::new(tokenizer(), data.len() % 2 == 0, Default::default());
+    let r = Renderer::new(
+        tokenizer(),
+        data.len().is_multiple_of(2),
+        Default::default(),
+    );
     for item in reader.take(100).flatten() {
         let ctx = Ctx::new(path, item.pos());
         match &item {
             Record::List(l) => {
-                let Ok(p) = r.prompt(&ctx, &l.prompt) else { continue };
+                let Ok(p) = r.prompt(&ctx, &l.prompt) else {
+                    continue;
+                };
                 let mut responses = Vec::new();
                 for resp in &l.responses {
                     if let Ok(ids) = r.response(&ctx, &p, &resp.content, "responses") {
@@ -38,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
                 }
                 let mut prompt = p.ids.clone();
                 let max = 2 + data.len() % 64;
-                if let Ok(true) = truncate_list(&mut prompt, &mut responses, max, None, Truncation::KeepEnd) {
+                if let Ok(true) =
+                    truncate_list(&mut prompt, &mut responses, max, None, Truncation::KeepEnd)
+                {
                     let longest = responses.iter().map(Vec::len).max().unwrap_or(0);
                     assert!(prompt.len() + longest <= max);
                 }

@@ -15,8 +15,8 @@ pub fn read_all(data: &[u8], format: Option<Format>) {
     };
     let opts = ReadOptions {
         format,
-        drop_truthful_qa: data.len() % 3 == 0,
-        use_custom_system_prompt: data.len() % 5 == 0,
+        drop_truthful_qa: data.len().is_multiple_of(3),
+        use_custom_system_prompt: data.len().is_multiple_of(5),
     };
     let Ok(reader) = RecordReader::from_reader(name, Cursor::new(body.to_vec()), &opts) else {
         return;

@@ -76,16 +76,20 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The default run. 1500 SFT steps: at 500 the model's text is still garbled (held-out
+    /// loss 0.96 vs 0.65, correct answers 12 % vs 54 %), and every method starts from it. Four
+    /// samples per prompt and λ keep one reward mean's noise near ±0.05, small next to what
+    /// λ moves in a conditioned model.
     pub fn full() -> Self {
         Self {
-            sft_steps: 500,
+            sft_steps: 1500,
             sft_learning_rate: 3e-3,
             pref_steps: 120,
             pref_learning_rate: 5e-3,
             grad_accum: 4,
             lora_r: 16,
             eval_prompts: 24,
-            samples_per_prompt: 2,
+            samples_per_prompt: 4,
             grid_step: 0.25,
         }
     }

@@ -100,12 +100,15 @@ pub fn write_report(out: &Path, r: &DemoResults) -> Result<PathBuf, DemoError> {
                 let grid = m.lambdas.len() - 1;
                 let pts: Vec<Vec<f64>> =
                     m.rewards[..grid].iter().map(|v| vec![v[a], v[b]]).collect();
-                let front = pareto_front(&pts)?;
-                c = c.series_with(
-                    m.label.as_str(),
-                    front.iter().map(|&i| (pts[i][0], pts[i][1])),
-                    Connect::Step,
-                );
+                // The front keeps duplicates (an unconditioned model repeats one point at every
+                // λ); draw each distinct point once.
+                let mut front: Vec<(f64, f64)> = pareto_front(&pts)?
+                    .iter()
+                    .map(|&i| (pts[i][0], pts[i][1]))
+                    .collect();
+                front.sort_by(|p, q| p.0.total_cmp(&q.0).then(p.1.total_cmp(&q.1)));
+                front.dedup();
+                c = c.series_with(m.label.as_str(), front, Connect::Step);
             }
             figures.push((
                 format!("front-{da}-{db}.svg"),

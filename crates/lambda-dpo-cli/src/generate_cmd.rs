@@ -17,7 +17,6 @@
 //! first so a batch holds prompts of similar length, and every prompt samples from its own
 //! seed (`row_seed(--seed, line index)`), so results do not depend on `--batch-size`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -260,12 +259,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         serde_json::to_writer(&mut out, &Value::Object(line))?;
         out.push(b'\n');
     }
-    match &args.output {
-        Some(path) => lambda_dpo_model::io::write_atomic(path, &out)
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => std::io::stdout().lock().write_all(&out)?,
-    }
-    Ok(())
+    crate::jsonl::write_output(args.output.as_deref(), &out)
 }
 
 /// Reads and validates every line before any compute, so a bad line fails fast.

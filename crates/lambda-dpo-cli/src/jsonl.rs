@@ -1,8 +1,9 @@
-//! JSON Lines input of the commands that read one object per line (`logprobs`, `generate`):
-//! every non-blank line must be a JSON object; anything else is an [`InputError`] naming the
-//! file and line. An input without any line is refused too.
+//! JSON Lines input and output of the commands that read one object per line (`logprobs`,
+//! `generate`): every non-blank input line must be a JSON object; anything else is an
+//! [`InputError`] naming the file and line. An input without any line is refused too. Output
+//! goes to stdout, or atomically to a file.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,15 @@ pub fn objects(path: &Path) -> Result<Vec<(usize, Map<String, Value>)>> {
         return Err(InputError::new(path, None, None, "no input lines").into());
     }
     Ok(out)
+}
+
+/// `bytes` to `path` atomically (temporary file, fsync, rename), or to stdout without a path.
+pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    match path {
+        Some(path) => lambda_dpo_model::io::write_atomic(path, bytes)
+            .with_context(|| format!("writing {}", path.display())),
+        None => Ok(std::io::stdout().lock().write_all(bytes)?),
+    }
 }
 
 /// What a JSON value is, for error messages ("a string", "an array", …).

@@ -8,7 +8,6 @@
 //! special tokens and appended, so the boundary is exact). Output lines, in input order:
 //! `{"token_logprobs": [...], "sum": s, "mean": m, "num_tokens": n}`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -115,12 +114,7 @@ pub fn run(args: &LogprobsArgs) -> Result<()> {
         serde_json::to_writer(&mut out, &line)?;
         out.push(b'\n');
     }
-    match &args.output {
-        Some(path) => lambda_dpo_model::io::write_atomic(path, &out)
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => std::io::stdout().lock().write_all(&out)?,
-    }
-    Ok(())
+    crate::jsonl::write_output(args.output.as_deref(), &out)
 }
 
 /// Reads and validates every line before any compute, so a bad line fails fast.

@@ -52,6 +52,24 @@ fn defaults_are_the_paper_recipe_and_overrides_apply() {
     assert_eq!(c.train.learning_rate, 1e-4);
     assert_eq!(c.loss.loss, lambda_dpo_math::Loss::dpo());
     assert!(c.train.output_dir.ends_with("runs/x"));
+    // The loader's prompt-side options: TRL's keep-end by default, LLaMA-Factory's keep-start
+    // on request; UltraFeedback's custom system prompt off unless asked for.
+    assert_eq!(c.data.truncation, lambda_dpo::data::Truncation::KeepEnd);
+    assert!(!c.data.use_custom_system_prompt);
+    let c = TrainConfig::load(
+        &p,
+        &[
+            "data.truncation=keep-start".into(),
+            "data.use_custom_system_prompt=true".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.data.truncation, lambda_dpo::data::Truncation::KeepStart);
+    assert!(c.data.use_custom_system_prompt);
+    let e = TrainConfig::load(&p, &["data.truncation=middle".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("middle") && e.contains("keep-start"), "{e}");
 }
 
 #[test]

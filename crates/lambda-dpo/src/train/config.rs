@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use lambda_dpo_math::{LambdaSource, LogpMode, Loss, LrDecay, MissingPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::data::Truncation;
 use crate::train::conditioning::Conditioning;
 use crate::train::error::{TrainError, TrainResult};
 use crate::train::optim::AdamWConfig;
@@ -103,6 +104,15 @@ pub struct DataSection {
     /// Longest prompt in tokens. Default: none.
     #[serde(default)]
     pub max_prompt_length: Option<usize>,
+    /// Which end of an over-long prompt is kept: `"keep-end"` (default, TRL: the question
+    /// nearest the answer and the generation header survive) or `"keep-start"` (LLaMA-Factory,
+    /// the authors' code).
+    #[serde(default)]
+    pub truncation: Truncation,
+    /// UltraFeedback raw: use the completions' shared `custom_system_prompt` as the system
+    /// message. Default: false.
+    #[serde(default)]
+    pub use_custom_system_prompt: bool,
     /// Dimensions to use, in order. Default: all the data has.
     #[serde(default)]
     pub dimensions: Option<Vec<String>>,

@@ -758,6 +758,8 @@ fn load_examples(cfg: &TrainConfig, tok: &Tokenizer) -> TrainResult<(Examples, V
         drop_truthful_qa: cfg.data.drop_truthful_qa,
         max_length: cfg.data.max_length,
         max_prompt_length: cfg.data.max_prompt_length,
+        truncation: cfg.data.truncation,
+        use_custom_system_prompt: cfg.data.use_custom_system_prompt,
         skip_invalid: cfg.data.skip_invalid,
         // Several files: each is read over all its own dimensions and the selection is made
         // over their union below (a file need not have every selected dimension).

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use lambda_dpo_model::{Adapter, LoraRun, Message, Model, ScoreOptions, ScoreRequest, Tokenizer};
+use lambda_dpo_model::{LoraRun, Message, Model, ScoreOptions, ScoreRequest, Tokenizer};
 use serde_json::Value;
 
 use crate::input_error::InputError;
@@ -24,9 +24,15 @@ pub struct LogprobsArgs {
     /// Model folder (Hugging Face layout: config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
-    /// Optional PEFT LoRA adapter folder applied on top of the model.
+    /// PEFT LoRA adapter folder applied on top of the model. Repeat it, with --lambda, to
+    /// score under an adapter soup.
     #[arg(long)]
-    adapter: Option<PathBuf>,
+    adapter: Vec<PathBuf>,
+    /// Preference weights: the λ an SVD-LoRA adapter runs at, or one soup weight per
+    /// --adapter (as `generate --lambda`). A prompt-conditioned adapter reads λ from the
+    /// system message: write it into the `messages` input instead.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    lambda: Option<Vec<f64>>,
     /// JSONL input, one sequence per line.
     #[arg(long)]
     input: PathBuf,
@@ -52,13 +58,28 @@ pub fn run(args: &LogprobsArgs) -> Result<()> {
     let device = device()?;
     let model = Model::load(&args.model, dtype, &device)
         .with_context(|| format!("loading model {}", args.model.display()))?;
-    let adapter = match &args.adapter {
-        Some(dir) => Some(
-            Adapter::load(dir, &model.config, &device)
-                .with_context(|| format!("loading adapter {}", dir.display()))?,
-        ),
-        None => None,
-    };
+    let (adapter, prompt) = crate::adapters::load_adapter(
+        &args.adapter,
+        args.lambda.as_deref(),
+        &model.config,
+        &device,
+    )?;
+    if let Some((dims, lambda)) = prompt {
+        return Err(InputError::new(
+            "--lambda",
+            None,
+            None,
+            format!(
+                "{} is prompt-conditioned: it reads λ from the system message, which `logprobs` does not write for you",
+                args.adapter[0].display()
+            ),
+        )
+        .hint(format!(
+            "drop --lambda and give `messages` whose system message starts with \"{}\"",
+            lambda_dpo::train::conditioning::render_lambda(&dims, &lambda)
+        ))
+        .into());
+    }
     let items = read_items(&args.input, &args.model, model.config.vocab_size)?;
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be ≥ 1");

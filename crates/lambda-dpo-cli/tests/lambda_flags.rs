@@ -166,6 +166,30 @@ fn prompt_conditioned_adapter_gets_the_documented_system_line() {
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains("--lambda"), "{}", stderr(&o));
     }
+    // `logprobs` does not render λ for it: refused, with the line to write in the hint.
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"input_ids\": [5, 17, 300], \"completion_start\": 1}\n",
+    )
+    .unwrap();
+    let o = bin(&[
+        "logprobs",
+        "--model",
+        s(&model),
+        "--adapter",
+        s(&adapter),
+        "--lambda",
+        "0.3,0.7",
+        "--input",
+        s(&input),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Preference weights: helpfulness=0.30, honesty=0.70."),
+        "{}",
+        stderr(&o)
+    );
     // Exporting it at a λ is refused: λ lives in the prompt, not the weights.
     let out = dir.path().join("merged");
     let o = bin(&[
@@ -233,6 +257,36 @@ fn svd_lora_export_at_lambda_computes_what_the_adapter_computes_at_lambda() {
         let via_merged = generate(&["--model", s(&out)]);
         assert_eq!(via_adapter, via_merged, "λ {lambda:?}");
     }
+    // `logprobs --lambda` scores under the adapter at λ, as the merged model does.
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"input_ids\": [5, 17, 300, 42, 99, 1, 64, 8, 9], \"completion_start\": 3}\n",
+    )
+    .unwrap();
+    let sum = |args: &[&str]| -> f64 {
+        let mut all = vec!["logprobs", "--input", s(&input)];
+        all.extend_from_slice(args);
+        let o = bin(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+        v["sum"].as_f64().unwrap()
+    };
+    let via_adapter = sum(&[
+        "--model",
+        s(&model_dir),
+        "--adapter",
+        s(&adapter_dir),
+        "--lambda",
+        "0.25,0.75",
+    ]);
+    let via_merged = sum(&["--model", s(&dir.path().join("merged-0"))]);
+    assert!(
+        (via_adapter - via_merged).abs() < 1e-3,
+        "{via_adapter} vs {via_merged}"
+    );
+
     // λ changes the merged model.
     let a = Model::load(&dir.path().join("merged-0"), DType::F32, &Device::Cpu).unwrap();
     let b = Model::load(&dir.path().join("merged-1"), DType::F32, &Device::Cpu).unwrap();

@@ -1,0 +1,27 @@
+//! Benchmark evaluation computed exactly as lm-eval-harness 0.4.13 computes it (DESIGN.md §3
+//! item 10): the same prompts, the same context/continuation token split, the same
+//! log-likelihoods, the same metrics and standard errors.
+//!
+//! ```text
+//! local benchmark file ─► tasks    (one reader per layout; lm-eval's doc_to_text/choice/target)
+//!   ─► McItem: (context, continuation) requests + gold
+//!   ─► requests (lm-eval HF `_encode_pair`; left truncation to max_length)
+//!   ─► score    (one forward per item: Σ log p(continuation), is_greedy)
+//!   ─► metrics  (acc, acc_norm, mc2, mean ± stderr, group aggregation over leaves)
+//! ```
+//!
+//! What does not live here: the model and tokenizer (`lambda-dpo-model`); the command line
+//! (`lambda-dpo eval`). The reference numbers are the fixtures in
+//! `tests/fixtures/eval/` (see their README for every lm-eval behaviour reproduced here).
+
+pub mod error;
+pub mod metrics;
+pub mod requests;
+pub mod score;
+pub mod tasks;
+
+pub use error::EvalError;
+pub use metrics::{acc, acc_norm, aggregate_group, mc2, mean, mean_stderr, GroupScore, LeafScore};
+pub use requests::{encode_pair, EncodedRequest};
+pub use score::{score_item, RequestScore};
+pub use tasks::{McItem, McRequest};

@@ -1,0 +1,415 @@
+//! Parity with lm-eval-harness 0.4.13 on the tiny fixture models and the real benchmark items
+//! in `../shared/data/benchmarks` (reference numbers in `tests/fixtures/eval/`, see its
+//! README): (1) request strings and token ids, (2) per-request log-likelihoods and
+//! `is_greedy`, (3) per-item metrics, task metrics with standard errors and MMLU groups,
+//! computed both from the fixture's log-likelihoods and from ours.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use lambda_dpo::eval::tasks::{self, TruthfulQa};
+use lambda_dpo::eval::{
+    acc, acc_norm, aggregate_group, encode_pair, mc2, mean, mean_stderr, score_item,
+    EncodedRequest, LeafScore, McItem,
+};
+use lambda_dpo_model::{Model, Tokenizer};
+use serde_json::Value;
+
+const MODELS: [&str; 2] = ["llama", "qwen2"];
+const RUNS: [&str; 9] = [
+    "arc_easy_0shot",
+    "arc_challenge_0shot",
+    "hellaswag_0shot",
+    "hellaswag_hflayout_0shot",
+    "mmlu_0shot",
+    "mmlu_5shot",
+    "truthfulqa_mc1_0shot",
+    "truthfulqa_mc2_0shot",
+    "wsc273_0shot",
+];
+const LL_TOL: f64 = 1e-4;
+const METRIC_TOL: f64 = 1e-6;
+/// mc2 from *our* log-likelihoods: `∂mc2/∂ll_i = p_i (label_i − mc2)` sums to at most 1 in
+/// absolute value, so an ll tolerance of `LL_TOL` allows `LL_TOL` on mc2 (first order). From
+/// the fixture's own log-likelihoods mc2 is held to `METRIC_TOL`.
+const MC2_OUR_LL_TOL: f64 = LL_TOL;
+
+fn fixture(model: &str, run: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eval")
+        .join(model)
+        .join(format!("{run}.json"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// `../shared/data/benchmarks`, or `None` (skip with a notice; fail under CI).
+fn benchmarks() -> Option<PathBuf> {
+    common::shared("benchmarks/mmlu/mmlu_dev_all57_hfschema.jsonl")?;
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/benchmarks"))
+}
+
+/// Our items for one lm-eval task of a fixture run.
+fn our_items(data: &Path, task: &str, num_fewshot: usize, n: usize) -> Vec<McItem> {
+    let f = |rel: &str| data.join(rel);
+    let lim = Some(n);
+    let items = match task {
+        "arc_easy" => tasks::arc_mosaic(&f("arc/arc_easy_test_mosaic.jsonl"), lim),
+        "arc_challenge" => tasks::arc_mosaic(&f("arc/arc_challenge_test_mosaic.jsonl"), lim),
+        "hellaswag" => tasks::hellaswag_llamacpp(
+            &f("hellaswag/hellaswag_val_first500_llamacpp_preprocessed.jsonl"),
+            lim,
+        ),
+        "hellaswag_hflayout" => {
+            tasks::hellaswag_hf(&f("hellaswag/hellaswag_hf_format_6_examples.jsonl"), lim)
+        }
+        "truthfulqa_mc1" => tasks::truthfulqa(
+            &f("truthfulqa/truthfulqa_mc_v0_hfschema.jsonl"),
+            TruthfulQa::Mc1,
+            lim,
+        ),
+        "truthfulqa_mc2" => tasks::truthfulqa(
+            &f("truthfulqa/truthfulqa_mc_v0_hfschema.jsonl"),
+            TruthfulQa::Mc2,
+            lim,
+        ),
+        "wsc273" => tasks::wsc273(
+            &f("wsc273/wsc273_hfschema_from_WSCollection_xml.jsonl"),
+            lim,
+        ),
+        t => {
+            let subject = t
+                .strip_prefix("mmlu_")
+                .unwrap_or_else(|| panic!("task {t}"));
+            tasks::mmlu_subject(
+                &f("mmlu/mmlu_test_first10_per_subject_hfschema.jsonl"),
+                &f("mmlu/mmlu_dev_all57_hfschema.jsonl"),
+                subject,
+                num_fewshot,
+                lim,
+            )
+        }
+    };
+    let items = items.unwrap_or_else(|e| panic!("{task}: {e}"));
+    assert_eq!(items.len(), n, "{task}: item count");
+    items
+}
+
+/// Every (task, fixture items, our items) of a run.
+fn run_tasks(data: &Path, fx: &Value) -> Vec<(String, Vec<Value>, Vec<McItem>)> {
+    let mut out = Vec::new();
+    for (task, t) in fx["tasks"].as_object().expect("tasks") {
+        let fitems = t["items"].as_array().expect("items").clone();
+        let shots = fx["n-shot"][task].as_u64().unwrap_or(0) as usize;
+        let ours = our_items(data, task, shots, fitems.len());
+        out.push((task.clone(), fitems, ours));
+    }
+    out
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("id array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// Per request: the context fields (on the item or, for wsc273, on the request).
+fn req_field<'a>(item: &'a Value, req: &'a Value, key: &str) -> &'a Value {
+    if req.get(key).is_some() {
+        &req[key]
+    } else {
+        &item[key]
+    }
+}
+
+/// (1) strings and token ids; returns our encodings per task.
+fn check_requests(
+    tok: &Tokenizer,
+    model: &str,
+    run: &str,
+    task: &str,
+    fitems: &[Value],
+    ours: &[McItem],
+) -> Vec<Vec<EncodedRequest>> {
+    let mut encoded = Vec::new();
+    for (fi, item) in fitems.iter().zip(ours) {
+        let at = format!("{model}/{run}/{task} doc {}", item.doc_id);
+        assert_eq!(fi["doc_id"].as_u64().unwrap() as usize, item.doc_id, "{at}");
+        assert_eq!(
+            fi["gold"].as_u64().unwrap() as usize,
+            item.gold,
+            "{at}: gold"
+        );
+        if let Some(labels) = fi.get("mc2_labels") {
+            let l: Vec<u8> = labels
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u8)
+                .collect();
+            assert_eq!(Some(l), item.mc2_labels, "{at}: mc2 labels");
+        }
+        let freqs = fi["requests"].as_array().unwrap();
+        assert_eq!(freqs.len(), item.requests.len(), "{at}: request count");
+        let mut enc_item = Vec::new();
+        for (k, (fr, r)) in freqs.iter().zip(&item.requests).enumerate() {
+            let at = format!("{at} request {k}");
+            assert_eq!(
+                req_field(fi, fr, "context").as_str().unwrap(),
+                r.context,
+                "{at}: context"
+            );
+            assert_eq!(
+                fr["continuation"].as_str().unwrap(),
+                r.continuation,
+                "{at}: continuation"
+            );
+            let enc = encode_pair(tok, &r.context, &r.continuation).unwrap();
+            let len = req_field(fi, fr, "context_enc_len").as_u64().unwrap() as usize;
+            assert_eq!(enc.context_enc.len(), len, "{at}: context_enc_len");
+            let tail = ids(req_field(fi, fr, "context_enc_tail"));
+            assert_eq!(
+                &enc.context_enc[len - tail.len()..],
+                &tail[..],
+                "{at}: context_enc_tail"
+            );
+            assert_eq!(
+                enc.continuation_enc,
+                ids(&fr["continuation_enc"]),
+                "{at}: continuation_enc"
+            );
+            enc_item.push(enc);
+        }
+        encoded.push(enc_item);
+    }
+    encoded
+}
+
+/// Per-item metrics from log-likelihoods, as lm-eval's `process_results`.
+fn item_metrics(task: &str, item: &McItem, lls: &[f64]) -> BTreeMap<&'static str, f64> {
+    let mut m = BTreeMap::new();
+    if let Some(labels) = &item.mc2_labels {
+        m.insert("acc", mc2(lls, labels));
+    } else {
+        m.insert("acc", acc(lls, item.gold));
+        if !matches!(task, "wsc273" | "truthfulqa_mc1") && !task.starts_with("mmlu_") {
+            m.insert("acc_norm", acc_norm(lls, &item.choices, item.gold));
+        }
+    }
+    m
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol || (a.is_nan() && b.is_nan())
+}
+
+/// (3) per-item metrics, task results and groups from the given log-likelihoods.
+fn check_metrics(
+    fx: &Value,
+    per_task: &[(String, Vec<Value>, Vec<McItem>)],
+    lls: &[Vec<Vec<f64>>],
+    what: &str,
+    mc2_tol: f64,
+) {
+    let mut leaves: BTreeMap<String, LeafScore> = BTreeMap::new();
+    for ((task, fitems, ours), task_lls) in per_task.iter().zip(lls) {
+        let tol = if task == "truthfulqa_mc2" {
+            mc2_tol
+        } else {
+            METRIC_TOL
+        };
+        let mut columns: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for ((fi, item), item_lls) in fitems.iter().zip(ours).zip(task_lls) {
+            let m = item_metrics(task, item, item_lls);
+            for (k, v) in &m {
+                let want = fi["metrics"][*k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{task} metric {k}"));
+                assert!(
+                    close(*v, want, tol),
+                    "{what}: {task} doc {} {k}: {v} vs lm-eval {want}",
+                    item.doc_id
+                );
+                columns.entry(k).or_default().push(*v);
+            }
+        }
+        let res = &fx["results"][task];
+        for (k, xs) in &columns {
+            let (value, se) = (mean(xs), mean_stderr(xs));
+            let want = res[format!("{k},none")].as_f64().unwrap();
+            let want_se = res[format!("{k}_stderr,none")].as_f64().unwrap();
+            if *k == "acc" && task != "truthfulqa_mc2" {
+                assert_eq!(value, want, "{what}: {task} {k}");
+            }
+            assert!(
+                close(value, want, tol),
+                "{what}: {task} {k}: {value} vs {want}"
+            );
+            assert!(
+                close(se, want_se, tol),
+                "{what}: {task} {k} stderr: {se} vs {want_se}"
+            );
+            if *k == "acc" {
+                leaves.insert(
+                    task.clone(),
+                    LeafScore {
+                        value,
+                        stderr: Some(se),
+                        size: xs.len(),
+                    },
+                );
+            }
+        }
+    }
+    // Groups: aggregate over all leaves under each group.
+    let subtasks = fx["group_subtasks"].as_object().unwrap();
+    fn collect_leaves(
+        name: &str,
+        subtasks: &serde_json::Map<String, Value>,
+        out: &mut Vec<String>,
+    ) {
+        match subtasks.get(name).and_then(Value::as_array) {
+            Some(children) if !children.is_empty() => {
+                for c in children {
+                    collect_leaves(c.as_str().unwrap(), subtasks, out);
+                }
+            }
+            _ => out.push(name.to_owned()),
+        }
+    }
+    for (group, g) in fx["groups"].as_object().unwrap() {
+        let mut names = Vec::new();
+        collect_leaves(group, subtasks, &mut names);
+        let ls: Vec<LeafScore> = names.iter().map(|n| leaves[n]).collect();
+        let score = aggregate_group(&ls);
+        let want = g["acc,none"].as_f64().unwrap();
+        let want_se = g["acc_stderr,none"].as_f64().unwrap();
+        assert_eq!(
+            score.size as u64,
+            g["sample_len"].as_u64().unwrap(),
+            "{what}: {group} size"
+        );
+        assert!(
+            close(score.value, want, METRIC_TOL),
+            "{what}: {group}: {} vs {want}",
+            score.value
+        );
+        assert!(
+            close(score.stderr.unwrap(), want_se, METRIC_TOL),
+            "{what}: {group} stderr: {:?} vs {want_se}",
+            score.stderr
+        );
+    }
+}
+
+fn fixture_lls(per_task: &[(String, Vec<Value>, Vec<McItem>)]) -> Vec<Vec<Vec<f64>>> {
+    per_task
+        .iter()
+        .map(|(_, fitems, _)| {
+            fitems
+                .iter()
+                .map(|fi| {
+                    fi["requests"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["ll"].as_f64().unwrap())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn requests_and_fixture_metrics_match_lm_eval() {
+    let Some(data) = benchmarks() else { return };
+    for model in MODELS {
+        let tok = Tokenizer::from_dir(&common::model_dir(model)).unwrap();
+        for run in RUNS {
+            let fx = fixture(model, run);
+            let per_task = run_tasks(&data, &fx);
+            for (task, fitems, ours) in &per_task {
+                check_requests(&tok, model, run, task, fitems, ours);
+            }
+            check_metrics(
+                &fx,
+                &per_task,
+                &fixture_lls(&per_task),
+                &format!("{model}/{run} (fixture lls)"),
+                METRIC_TOL,
+            );
+        }
+    }
+}
+
+fn scoring_parity(model: &str) {
+    let Some(data) = benchmarks() else { return };
+    let dir = common::model_dir(model);
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let m = Model::load(&dir, DType::F32, &Device::Cpu).unwrap();
+    for run in RUNS {
+        let fx = fixture(model, run);
+        let max_length = fx["model"]["max_length"].as_u64().unwrap() as usize;
+        let per_task = run_tasks(&data, &fx);
+        let mut our_lls = Vec::new();
+        for (task, fitems, ours) in &per_task {
+            let encoded = check_requests(&tok, model, run, task, fitems, ours);
+            let mut max_delta = 0f64;
+            let mut task_lls = Vec::new();
+            for ((fi, item), enc) in fitems.iter().zip(ours).zip(&encoded) {
+                let scores = score_item(&m, enc, max_length).unwrap();
+                let mut item_lls = Vec::new();
+                for (k, (fr, s)) in fi["requests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(&scores)
+                    .enumerate()
+                {
+                    let at = format!("{model}/{run}/{task} doc {} request {k}", item.doc_id);
+                    let want = fr["ll"].as_f64().unwrap();
+                    let d = (f64::from(s.ll) - want).abs();
+                    max_delta = max_delta.max(d);
+                    assert!(d <= LL_TOL, "{at}: ll {} vs lm-eval {want}", s.ll);
+                    assert_eq!(
+                        s.is_greedy,
+                        fr["is_greedy"].as_bool().unwrap(),
+                        "{at}: is_greedy"
+                    );
+                    assert_eq!(
+                        s.truncated_tokens as u64,
+                        fr["truncated_tokens"].as_u64().unwrap(),
+                        "{at}: truncated"
+                    );
+                    item_lls.push(f64::from(s.ll));
+                }
+                task_lls.push(item_lls);
+            }
+            eprintln!("{model}/{run}/{task}: max |Δll| = {max_delta:.2e}");
+            our_lls.push(task_lls);
+        }
+        check_metrics(
+            &fx,
+            &per_task,
+            &our_lls,
+            &format!("{model}/{run} (our lls)"),
+            MC2_OUR_LL_TOL,
+        );
+    }
+}
+
+#[test]
+fn llama_loglikelihoods_and_metrics_match_lm_eval() {
+    scoring_parity("llama");
+}
+
+#[test]
+fn qwen2_loglikelihoods_and_metrics_match_lm_eval() {
+    scoring_parity("qwen2");
+}

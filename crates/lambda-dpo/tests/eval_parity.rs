@@ -413,3 +413,140 @@ fn llama_loglikelihoods_and_metrics_match_lm_eval() {
 fn qwen2_loglikelihoods_and_metrics_match_lm_eval() {
     scoring_parity("qwen2");
 }
+
+// ---- GSM8K: prompts, few-shot draws, prompt token ids, stop strings, filters, exact_match ----
+
+use lambda_dpo::eval::gsm8k;
+
+#[test]
+fn gsm8k_filters_and_exact_match_match_lm_eval_on_hand_written_responses() {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/model_free_checks.json");
+    let checks: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let cases = &checks["gsm8k_scoring_cases"];
+    let target = cases["target"].as_str().unwrap();
+    let cases = cases["cases"].as_array().unwrap();
+    assert!(cases.len() >= 16);
+    for c in cases {
+        let resp = c["response"].as_str().unwrap();
+        let strict = gsm8k::strict_match(resp);
+        let flexible = gsm8k::flexible_extract(resp);
+        assert_eq!(
+            strict,
+            c["filtered"]["strict-match"].as_str().unwrap(),
+            "{resp:?} strict"
+        );
+        assert_eq!(
+            flexible,
+            c["filtered"]["flexible-extract"].as_str().unwrap(),
+            "{resp:?} flexible"
+        );
+        assert_eq!(
+            gsm8k::exact_match(&strict, target),
+            c["metrics"]["exact_match,strict-match"].as_f64().unwrap(),
+            "{resp:?} exact_match strict"
+        );
+        assert_eq!(
+            gsm8k::exact_match(&flexible, target),
+            c["metrics"]["exact_match,flexible-extract"]
+                .as_f64()
+                .unwrap(),
+            "{resp:?} exact_match flexible"
+        );
+    }
+}
+
+#[test]
+fn gsm8k_prompts_tokens_filters_and_metrics_match_lm_eval() {
+    let Some(data) = benchmarks() else { return };
+    let test = gsm8k::read_gsm8k(&data.join("gsm8k/gsm8k_test.jsonl"), None).unwrap();
+    let pool = gsm8k::read_gsm8k(&data.join("gsm8k/gsm8k_train_first200.jsonl"), None).unwrap();
+    for model in MODELS {
+        let tok = Tokenizer::from_dir(&common::model_dir(model)).unwrap();
+        let until = gsm8k::stop_strings(tok.eos_token.as_deref());
+        for (run, shots) in [("gsm8k_0shot", 0), ("gsm8k_3shot", 3)] {
+            let fx = fixture(model, run);
+            assert_eq!(fx["n-shot"]["gsm8k"].as_u64(), Some(shots as u64));
+            let items = fx["tasks"]["gsm8k"]["items"].as_array().unwrap();
+            let prompts =
+                gsm8k::gsm8k_prompts(&test[..items.len()], &pool, shots, gsm8k::FEWSHOT_SEED);
+            let (mut strict_scores, mut flexible_scores) = (Vec::new(), Vec::new());
+            for (it, (context, drawn)) in items.iter().zip(&prompts) {
+                let at = format!("{model}/{run} doc {}", it["doc_id"]);
+                assert_eq!(it["context"].as_str().unwrap(), context, "{at}: context");
+                if shots > 0 {
+                    let want: Vec<usize> = it["fewshot_indices"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_u64().unwrap() as usize)
+                        .collect();
+                    assert_eq!(&want, drawn, "{at}: few-shot draw");
+                }
+                let enc = tok.encode(context, true).unwrap();
+                assert_eq!(
+                    enc.len() as u64,
+                    it["context_enc_len"].as_u64().unwrap(),
+                    "{at}: context_enc_len"
+                );
+                let keep = it["left_truncate_len"].as_u64().unwrap() as usize;
+                let input = &enc[enc.len().saturating_sub(keep)..];
+                assert_eq!(input, &ids(&it["input_ids"])[..], "{at}: input_ids");
+                let want_until: Vec<String> = it["until"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(until, want_until, "{at}: stop strings");
+                let raw = tok.decode(&ids(&it["generated_ids"]), true).unwrap();
+                assert_eq!(
+                    raw,
+                    it["generated_text_raw"].as_str().unwrap(),
+                    "{at}: decode"
+                );
+                let resp = gsm8k::cut_at_stops(&raw, &until);
+                assert_eq!(resp, it["resp"].as_str().unwrap(), "{at}: resp");
+                let target = it["target"].as_str().unwrap();
+                for (name, f, scores) in [
+                    (
+                        "strict-match",
+                        gsm8k::strict_match(&resp),
+                        &mut strict_scores,
+                    ),
+                    (
+                        "flexible-extract",
+                        gsm8k::flexible_extract(&resp),
+                        &mut flexible_scores,
+                    ),
+                ] {
+                    assert_eq!(f, it["filtered"][name].as_str().unwrap(), "{at}: {name}");
+                    let em = gsm8k::exact_match(&f, target);
+                    assert_eq!(
+                        em,
+                        it["metrics"][format!("exact_match,{name}")]
+                            .as_f64()
+                            .unwrap(),
+                        "{at}: {name}"
+                    );
+                    scores.push(em);
+                }
+            }
+            let res = &fx["results"]["gsm8k"];
+            for (name, scores) in [
+                ("strict-match", &strict_scores),
+                ("flexible-extract", &flexible_scores),
+            ] {
+                assert_eq!(
+                    mean(scores),
+                    res[format!("exact_match,{name}")].as_f64().unwrap()
+                );
+                let se = res[format!("exact_match_stderr,{name}")].as_f64().unwrap();
+                assert!(
+                    close(mean_stderr(scores), se, METRIC_TOL),
+                    "{model}/{run} {name} stderr"
+                );
+            }
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //!   ─► requests (lm-eval HF `_encode_pair`; left truncation to max_length)
 //!   ─► score    (one forward per item: Σ log p(continuation), is_greedy)
 //!   ─► metrics  (acc, acc_norm, mc2, mean ± stderr, group aggregation over leaves)
+//! GSM8K: gsm8k (prompts with sampler's seeded shots; stop strings; strict/flexible filters;
+//!   exact_match)
 //! ```
 //!
 //! What does not live here: the model and tokenizer (`lambda-dpo-model`); the command line
@@ -15,8 +17,10 @@
 //! `tests/fixtures/eval/` (see their README for every lm-eval behaviour reproduced here).
 
 pub mod error;
+pub mod gsm8k;
 pub mod metrics;
 pub mod requests;
+pub mod sampler;
 pub mod score;
 pub mod tasks;
 

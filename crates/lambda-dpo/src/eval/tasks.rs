@@ -77,7 +77,7 @@ impl Row<'_> {
         Ok(v)
     }
 
-    fn str(&self, field: &str) -> Result<String> {
+    pub(crate) fn str(&self, field: &str) -> Result<String> {
         self.get(field)?
             .as_str()
             .map(str::to_owned)

@@ -550,3 +550,51 @@ fn gsm8k_prompts_tokens_filters_and_metrics_match_lm_eval() {
         }
     }
 }
+
+/// Greedy generation (lm-eval's `generate_until` on the HF backend): the left-truncated prompt,
+/// 32 new tokens at most, the generation config's EOS ids and the stop strings.
+fn gsm8k_generation_parity(model: &str) {
+    use lambda_dpo_model::generate::{generate, stop_token_ids, GenerateOptions, Prompt};
+    let dir = common::model_dir(model);
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let m = Model::load(&dir, DType::F32, &Device::Cpu).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: 32,
+        stop_token_ids: stop_token_ids(&dir, &m.config, &tok).unwrap(),
+        stop_strings: gsm8k::stop_strings(tok.eos_token.as_deref()),
+        ..GenerateOptions::default()
+    };
+    for run in ["gsm8k_0shot", "gsm8k_3shot"] {
+        let fx = fixture(model, run);
+        for it in fx["tasks"]["gsm8k"]["items"].as_array().unwrap() {
+            let input = ids(&it["input_ids"]);
+            let out = generate(
+                &m,
+                &tok,
+                None,
+                &[Prompt {
+                    ids: &input,
+                    seed: 0,
+                }],
+                &opts,
+            )
+            .unwrap();
+            assert_eq!(
+                out[0].ids,
+                ids(&it["generated_ids"]),
+                "{model}/{run} doc {}: generated ids",
+                it["doc_id"]
+            );
+        }
+    }
+}
+
+#[test]
+fn llama_gsm8k_greedy_generations_match_lm_eval() {
+    gsm8k_generation_parity("llama");
+}
+
+#[test]
+fn qwen2_gsm8k_greedy_generations_match_lm_eval() {
+    gsm8k_generation_parity("qwen2");
+}

@@ -598,3 +598,21 @@ fn llama_gsm8k_greedy_generations_match_lm_eval() {
 fn qwen2_gsm8k_greedy_generations_match_lm_eval() {
     gsm8k_generation_parity("qwen2");
 }
+
+#[test]
+fn wsc273_mosaic_layout_gives_the_hf_layout_requests_on_all_rows() {
+    let Some(data) = benchmarks() else { return };
+    let hf = tasks::wsc273(
+        &data.join("wsc273/wsc273_hfschema_from_WSCollection_xml.jsonl"),
+        None,
+    )
+    .unwrap();
+    let mosaic =
+        tasks::wsc273_mosaic(&data.join("wsc273/winograd_wsc_mosaic.jsonl"), None).unwrap();
+    assert_eq!(hf.len(), 273);
+    assert_eq!(mosaic.len(), 273);
+    for (a, b) in hf.iter().zip(&mosaic) {
+        assert_eq!(a.requests, b.requests, "doc {}", a.doc_id);
+        assert_eq!(a.gold, b.gold, "doc {}", a.doc_id);
+    }
+}

@@ -520,6 +520,41 @@ pub fn wsc273(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
         .collect()
 }
 
+/// WSC273 from the MosaicML layout `{context_options[2], continuation, gold}`: the same
+/// requests as lm-eval's on all 273 rows (`context_i = context_options[i]`, continuation
+/// `" " + " " + continuation`, see the fixture README's `model_free_checks.json`).
+pub fn wsc273_mosaic(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
+    let rows = take(read_jsonl(path)?, limit);
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let choices = r.strings("context_options")?;
+            if choices.len() != 2 {
+                return Err(r.err(
+                    "context_options",
+                    "expected two contexts",
+                    "WSC273 has two options",
+                ));
+            }
+            let continuation = format!("  {}", r.str("continuation")?);
+            let gold = r.gold("gold", 2)?;
+            Ok(McItem {
+                doc_id: i,
+                requests: choices
+                    .iter()
+                    .map(|c| McRequest {
+                        context: c.clone(),
+                        continuation: continuation.clone(),
+                    })
+                    .collect(),
+                choices,
+                gold,
+                mc2_labels: None,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
+use lambda_dpo::eval::gsm8k;
 use lambda_dpo::eval::tasks::{self, TruthfulQa};
 use lambda_dpo::eval::{
-    acc, acc_norm, aggregate_group, encode_pair, mc2, mean, mean_stderr, score_item,
-    EncodedRequest, LeafScore, McItem,
+    aggregate_group, aggregate_task, encode_pair, mean, mean_stderr, score_item, task_metrics,
+    EncodedRequest, LeafScore, McItem, McMetric,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::Value;
@@ -190,20 +191,6 @@ fn check_requests(
     encoded
 }
 
-/// Per-item metrics from log-likelihoods, as lm-eval's `process_results`.
-fn item_metrics(task: &str, item: &McItem, lls: &[f64]) -> BTreeMap<&'static str, f64> {
-    let mut m = BTreeMap::new();
-    if let Some(labels) = &item.mc2_labels {
-        m.insert("acc", mc2(lls, labels));
-    } else {
-        m.insert("acc", acc(lls, item.gold));
-        if !matches!(task, "wsc273" | "truthfulqa_mc1") && !task.starts_with("mmlu_") {
-            m.insert("acc_norm", acc_norm(lls, &item.choices, item.gold));
-        }
-    }
-    m
-}
-
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol || (a.is_nan() && b.is_nan())
 }
@@ -223,27 +210,47 @@ fn check_metrics(
         } else {
             METRIC_TOL
         };
-        let mut columns: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        for ((fi, item), item_lls) in fitems.iter().zip(ours).zip(task_lls) {
-            let m = item_metrics(task, item, item_lls);
-            for (k, v) in &m {
-                let want = fi["metrics"][*k]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("{task} metric {k}"));
+        // The library's per-item metrics and aggregation (lm-eval's `process_results`,
+        // `mean`, `mean_stderr`), with the metric list of the task's YAML.
+        let metrics = task_metrics(task);
+        let (per_item, agg) = aggregate_task(ours, task_lls, metrics);
+        for (fi, item) in fitems.iter().zip(ours) {
+            let names: Vec<&str> = fi["metrics"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let ours_names: Vec<&str> = metrics.iter().map(|m| m.name()).collect();
+            assert_eq!(
+                names, ours_names,
+                "{what}: {task} doc {}: metric names",
+                item.doc_id
+            );
+        }
+        for (m, xs) in metrics.iter().zip(&per_item) {
+            let k = m.name();
+            for ((fi, item), v) in fitems.iter().zip(ours).zip(xs) {
+                let want = fi["metrics"][k].as_f64().unwrap();
                 assert!(
                     close(*v, want, tol),
                     "{what}: {task} doc {} {k}: {v} vs lm-eval {want}",
                     item.doc_id
                 );
-                columns.entry(k).or_default().push(*v);
             }
         }
         let res = &fx["results"][task];
-        for (k, xs) in &columns {
-            let (value, se) = (mean(xs), mean_stderr(xs));
+        for t in &agg {
+            let k = t.metric.name();
+            let (value, se) = (t.value, t.stderr);
             let want = res[format!("{k},none")].as_f64().unwrap();
             let want_se = res[format!("{k}_stderr,none")].as_f64().unwrap();
-            if *k == "acc" && task != "truthfulqa_mc2" {
+            assert_eq!(
+                t.size as u64,
+                res["sample_len"].as_u64().unwrap(),
+                "{what}: {task} size"
+            );
+            if t.metric != McMetric::Mc2 {
                 assert_eq!(value, want, "{what}: {task} {k}");
             }
             assert!(
@@ -254,13 +261,13 @@ fn check_metrics(
                 close(se, want_se, tol),
                 "{what}: {task} {k} stderr: {se} vs {want_se}"
             );
-            if *k == "acc" {
+            if k == "acc" {
                 leaves.insert(
                     task.clone(),
                     LeafScore {
                         value,
                         stderr: Some(se),
-                        size: xs.len(),
+                        size: t.size,
                     },
                 );
             }
@@ -415,8 +422,6 @@ fn qwen2_loglikelihoods_and_metrics_match_lm_eval() {
 }
 
 // ---- GSM8K: prompts, few-shot draws, prompt token ids, stop strings, filters, exact_match ----
-
-use lambda_dpo::eval::gsm8k;
 
 #[test]
 fn gsm8k_filters_and_exact_match_match_lm_eval_on_hand_written_responses() {

@@ -4,6 +4,7 @@
 //! ```text
 //! acc       = [argmax_i ll_i = gold]                       (first maximum wins, as numpy)
 //! acc_norm  = [argmax_i ll_i / len_chars(choice_i) = gold]
+//! acc_bytes = [argmax_i ll_i / len_utf8_bytes(choice_i) = gold]
 //! mc2       = Σ_{label_i=1} p_i / Σ_i p_i,   p_i = exp(ll_i)   (no max shift, as lm-eval)
 //! mean      = Σx / n
 //! stderr    = sqrt(Σ(x − mean)² / (n − 1)) / sqrt(n)
@@ -39,6 +40,12 @@ pub fn acc_norm(lls: &[f64], choices: &[String], gold: usize) -> f64 {
         .iter()
         .zip(choices)
         .map(|(ll, c)| ll / c.chars().count() as f64);
+    f64::from(u8::from(argmax(normed) == gold))
+}
+
+/// `acc_bytes`: log-likelihoods divided by the choices' UTF-8 lengths in bytes.
+pub fn acc_bytes(lls: &[f64], choices: &[String], gold: usize) -> f64 {
+    let normed = lls.iter().zip(choices).map(|(ll, c)| ll / c.len() as f64);
     f64::from(u8::from(argmax(normed) == gold))
 }
 

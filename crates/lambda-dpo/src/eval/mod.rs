@@ -7,7 +7,8 @@
 //!   ─► McItem: (context, continuation) requests + gold
 //!   ─► requests (lm-eval HF `_encode_pair`; left truncation to max_length)
 //!   ─► score    (one forward per item: Σ log p(continuation), is_greedy)
-//!   ─► metrics  (acc, acc_norm, mc2, mean ± stderr, group aggregation over leaves)
+//!   ─► metrics  (acc, acc_norm, acc_bytes, mc2, mean ± stderr, group aggregation over leaves)
+//! run: one task end to end (score_items, task_metrics, aggregate_task)
 //! GSM8K: gsm8k (prompts with sampler's seeded shots; stop strings; strict/flexible filters;
 //!   exact_match)
 //! ```
@@ -20,12 +21,16 @@ pub mod error;
 pub mod gsm8k;
 pub mod metrics;
 pub mod requests;
+pub mod run;
 pub mod sampler;
 pub mod score;
 pub mod tasks;
 
 pub use error::EvalError;
-pub use metrics::{acc, acc_norm, aggregate_group, mc2, mean, mean_stderr, GroupScore, LeafScore};
+pub use metrics::{
+    acc, acc_bytes, acc_norm, aggregate_group, mc2, mean, mean_stderr, GroupScore, LeafScore,
+};
 pub use requests::{encode_pair, EncodedRequest};
+pub use run::{aggregate_task, score_items, task_metrics, McMetric, TaskMetric};
 pub use score::{score_item, RequestScore};
 pub use tasks::{McItem, McRequest};

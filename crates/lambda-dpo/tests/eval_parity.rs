@@ -13,8 +13,8 @@ use candle_core::{DType, Device};
 use lambda_dpo::eval::gsm8k;
 use lambda_dpo::eval::tasks::{self, TruthfulQa};
 use lambda_dpo::eval::{
-    aggregate_group, aggregate_task, encode_pair, mean, mean_stderr, score_item, task_metrics,
-    EncodedRequest, LeafScore, McItem, McMetric,
+    aggregate_task, encode_pair, mean, mean_stderr, mmlu_category, mmlu_groups, score_item,
+    task_metrics, EncodedRequest, LeafScore, McItem, McMetric,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::Value;
@@ -273,27 +273,27 @@ fn check_metrics(
             }
         }
     }
-    // Groups: aggregate over all leaves under each group.
+    // Groups: the library's MMLU table and aggregation; the fixture's group tree must agree.
     let subtasks = fx["group_subtasks"].as_object().unwrap();
-    fn collect_leaves(
-        name: &str,
-        subtasks: &serde_json::Map<String, Value>,
-        out: &mut Vec<String>,
-    ) {
-        match subtasks.get(name).and_then(Value::as_array) {
-            Some(children) if !children.is_empty() => {
-                for c in children {
-                    collect_leaves(c.as_str().unwrap(), subtasks, out);
-                }
-            }
-            _ => out.push(name.to_owned()),
+    for (group, children) in subtasks {
+        for c in children.as_array().unwrap() {
+            let c = c.as_str().unwrap();
+            let parent = match c.strip_prefix("mmlu_").and_then(mmlu_category) {
+                Some(cat) => cat.group(),
+                None => "mmlu",
+            };
+            assert_eq!(group, parent, "{what}: {c} belongs to {group}");
         }
     }
-    for (group, g) in fx["groups"].as_object().unwrap() {
-        let mut names = Vec::new();
-        collect_leaves(group, subtasks, &mut names);
-        let ls: Vec<LeafScore> = names.iter().map(|n| leaves[n]).collect();
-        let score = aggregate_group(&ls);
+    let mmlu_leaves: Vec<(&str, LeafScore)> = leaves
+        .iter()
+        .filter_map(|(t, l)| Some((t.strip_prefix("mmlu_")?, *l)))
+        .collect();
+    let groups = mmlu_groups(&mmlu_leaves);
+    let want_groups = fx["groups"].as_object().unwrap();
+    assert_eq!(groups.len(), want_groups.len(), "{what}: groups");
+    for (group, score) in groups {
+        let g = &want_groups[group];
         let want = g["acc,none"].as_f64().unwrap();
         let want_se = g["acc_stderr,none"].as_f64().unwrap();
         assert_eq!(

@@ -8,6 +8,7 @@
 //!   ─► requests (lm-eval HF `_encode_pair`; left truncation to max_length)
 //!   ─► score    (one forward per item: Σ log p(continuation), is_greedy)
 //!   ─► metrics  (acc, acc_norm, acc_bytes, mc2, mean ± stderr, group aggregation over leaves)
+//! mmlu: the 57 subjects' categories and the group scores
 //! run: one task end to end (score_items, task_metrics, aggregate_task)
 //! GSM8K: gsm8k (prompts with sampler's seeded shots; stop strings; strict/flexible filters;
 //!   exact_match)
@@ -20,6 +21,7 @@
 pub mod error;
 pub mod gsm8k;
 pub mod metrics;
+pub mod mmlu;
 pub mod requests;
 pub mod run;
 pub mod sampler;
@@ -30,6 +32,7 @@ pub use error::EvalError;
 pub use metrics::{
     acc, acc_bytes, acc_norm, aggregate_group, mc2, mean, mean_stderr, GroupScore, LeafScore,
 };
+pub use mmlu::{mmlu_category, mmlu_groups, MmluCategory, MMLU_SUBJECTS};
 pub use requests::{encode_pair, EncodedRequest};
 pub use run::{aggregate_task, score_items, task_metrics, McMetric, TaskMetric};
 pub use score::{score_item, RequestScore};

@@ -13,8 +13,9 @@ use candle_core::{DType, Device};
 use lambda_dpo::eval::gsm8k;
 use lambda_dpo::eval::tasks::{self, TruthfulQa};
 use lambda_dpo::eval::{
-    aggregate_task, encode_pair, mean, mean_stderr, mmlu_category, mmlu_groups, score_item,
-    task_metrics, EncodedRequest, LeafScore, McItem, McMetric,
+    aggregate_task, encode_pair, group_entry, mean, mean_stderr, mmlu_category, mmlu_groups,
+    score_item, task_entry, task_metrics, EncodedRequest, LeafScore, McItem, McMetric, MetricEntry,
+    MmluCategory,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::Value;
@@ -191,6 +192,25 @@ fn check_requests(
     encoded
 }
 
+/// Same keys in the same order, same strings and integers, floats within `tol`.
+fn json_close(ours: &Value, want: &Value, tol: f64, at: &str) {
+    match (ours, want) {
+        (Value::Object(a), Value::Object(b)) => {
+            let ka: Vec<&String> = a.keys().collect();
+            let kb: Vec<&String> = b.keys().collect();
+            assert_eq!(ka, kb, "{at}: keys");
+            for (k, v) in a {
+                json_close(v, &b[k], tol, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(close(x, y, tol), "{at}: {x} vs lm-eval {y}");
+        }
+        _ => assert_eq!(ours, want, "{at}"),
+    }
+}
+
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol || (a.is_nan() && b.is_nan())
 }
@@ -240,6 +260,22 @@ fn check_metrics(
             }
         }
         let res = &fx["results"][task];
+        let entries: Vec<MetricEntry> = agg
+            .iter()
+            .map(|t| MetricEntry {
+                metric: t.metric.name().into(),
+                filter: "none".into(),
+                value: t.value,
+                stderr: Some(t.stderr),
+            })
+            .collect();
+        let alias = task.strip_prefix("mmlu_").unwrap_or(task);
+        json_close(
+            &task_entry(task, alias, ours.len(), &entries),
+            res,
+            tol,
+            &format!("{what}: results.{task}"),
+        );
         for t in &agg {
             let k = t.metric.name();
             let (value, se) = (t.value, t.stderr);
@@ -294,6 +330,18 @@ fn check_metrics(
     assert_eq!(groups.len(), want_groups.len(), "{what}: groups");
     for (group, score) in groups {
         let g = &want_groups[group];
+        let alias = MmluCategory::ALL
+            .iter()
+            .find(|c| c.group() == group)
+            .map_or("mmlu", |c| c.alias());
+        let entry = group_entry(group, alias, "acc", &score);
+        json_close(&entry, g, METRIC_TOL, &format!("{what}: groups.{group}"));
+        json_close(
+            &entry,
+            &fx["results"][group],
+            METRIC_TOL,
+            &format!("{what}: results.{group}"),
+        );
         let want = g["acc,none"].as_f64().unwrap();
         let want_se = g["acc_stderr,none"].as_f64().unwrap();
         assert_eq!(
@@ -538,6 +586,24 @@ fn gsm8k_prompts_tokens_filters_and_metrics_match_lm_eval() {
                 }
             }
             let res = &fx["results"]["gsm8k"];
+            let entries: Vec<MetricEntry> = [
+                ("strict-match", &strict_scores),
+                ("flexible-extract", &flexible_scores),
+            ]
+            .into_iter()
+            .map(|(f, xs)| MetricEntry {
+                metric: "exact_match".into(),
+                filter: f.into(),
+                value: mean(xs),
+                stderr: Some(mean_stderr(xs)),
+            })
+            .collect();
+            json_close(
+                &task_entry("gsm8k", "gsm8k", items.len(), &entries),
+                res,
+                METRIC_TOL,
+                &format!("{model}/{run}: results.gsm8k"),
+            );
             for (name, scores) in [
                 ("strict-match", &strict_scores),
                 ("flexible-extract", &flexible_scores),

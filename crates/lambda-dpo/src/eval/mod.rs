@@ -9,6 +9,7 @@
 //!   ─► score    (one forward per item: Σ log p(continuation), is_greedy)
 //!   ─► metrics  (acc, acc_norm, acc_bytes, mc2, mean ± stderr, group aggregation over leaves)
 //! mmlu: the 57 subjects' categories and the group scores
+//! results: lm-eval's `results` entries (key names and order)
 //! run: one task end to end (score_items, task_metrics, aggregate_task)
 //! GSM8K: gsm8k (prompts with sampler's seeded shots; stop strings; strict/flexible filters;
 //!   exact_match)
@@ -23,6 +24,7 @@ pub mod gsm8k;
 pub mod metrics;
 pub mod mmlu;
 pub mod requests;
+pub mod results;
 pub mod run;
 pub mod sampler;
 pub mod score;
@@ -34,6 +36,7 @@ pub use metrics::{
 };
 pub use mmlu::{mmlu_category, mmlu_groups, MmluCategory, MMLU_SUBJECTS};
 pub use requests::{encode_pair, EncodedRequest};
+pub use results::{group_entry, task_entry, MetricEntry};
 pub use run::{aggregate_task, score_items, task_metrics, McMetric, TaskMetric};
 pub use score::{score_item, RequestScore};
 pub use tasks::{McItem, McRequest};

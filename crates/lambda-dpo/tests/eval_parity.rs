@@ -687,3 +687,74 @@ fn wsc273_mosaic_layout_gives_the_hf_layout_requests_on_all_rows() {
         assert_eq!(a.gold, b.gold, "doc {}", a.doc_id);
     }
 }
+
+#[test]
+fn arc_hf_layout_and_layout_detection_give_the_same_items() {
+    let Some(data) = benchmarks() else { return };
+    let mosaic = data.join("arc/arc_easy_test_mosaic.jsonl");
+    // The HF layout as the fixture's tasks/arc/utils.py builds it from the MosaicML rows.
+    let mut hf = String::new();
+    for line in std::fs::read_to_string(&mosaic).unwrap().lines().take(50) {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let choices = row["choices"].as_array().unwrap();
+        let labels: Vec<String> = (0..choices.len())
+            .map(|i| ((b'A' + i as u8) as char).to_string())
+            .collect();
+        let gold = row["gold"].as_u64().unwrap() as usize;
+        let hf_row = serde_json::json!({
+            "id": "x",
+            "question": row["query"].as_str().unwrap().strip_prefix("Question: ").unwrap(),
+            "choices": {"text": choices, "label": labels},
+            "answerKey": labels[gold],
+        });
+        hf.push_str(&hf_row.to_string());
+        hf.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hf_path = dir.path().join("arc_easy_hf.jsonl");
+    std::fs::write(&hf_path, hf).unwrap();
+    let a = tasks::arc_mosaic(&mosaic, Some(50)).unwrap();
+    assert_eq!(tasks::arc_hf(&hf_path, None).unwrap(), a);
+    assert_eq!(tasks::arc(&hf_path, None).unwrap(), a);
+    assert_eq!(tasks::arc(&mosaic, Some(50)).unwrap(), a);
+    let h = data.join("hellaswag/hellaswag_hf_format_6_examples.jsonl");
+    assert_eq!(
+        tasks::hellaswag(&h, None).unwrap(),
+        tasks::hellaswag_hf(&h, None).unwrap()
+    );
+    let l = data.join("hellaswag/hellaswag_val_first500_llamacpp_preprocessed.jsonl");
+    assert_eq!(
+        tasks::hellaswag(&l, Some(5)).unwrap(),
+        tasks::hellaswag_llamacpp(&l, Some(5)).unwrap()
+    );
+    let w = data.join("wsc273/winograd_wsc_mosaic.jsonl");
+    assert_eq!(
+        tasks::wsc273_any(&w, None).unwrap(),
+        tasks::wsc273_mosaic(&w, None).unwrap()
+    );
+}
+
+#[test]
+fn reader_errors_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("arc.jsonl");
+    std::fs::write(&p, "{\"query\": \"Question: q\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n{\"query\": \"Question: q\", \"choices\": [\"a\", \"b\"], \"gold\": 2}\n").unwrap();
+    let e = tasks::arc_mosaic(&p, None).unwrap_err().to_string();
+    assert!(
+        e.contains("arc.jsonl:2") && e.contains("`gold`") && e.contains("hint:"),
+        "{e}"
+    );
+    std::fs::write(
+        &p,
+        "{\"query\": \"Q: q\", \"choices\": [\"a\"], \"gold\": 0}\n",
+    )
+    .unwrap();
+    let e = tasks::arc_mosaic(&p, None).unwrap_err().to_string();
+    assert!(e.contains("arc.jsonl:1") && e.contains("`query`"), "{e}");
+    std::fs::write(&p, "{not json\n").unwrap();
+    let e = tasks::arc_mosaic(&p, None).unwrap_err().to_string();
+    assert!(
+        e.contains("arc.jsonl:1") && e.contains("not valid JSON"),
+        "{e}"
+    );
+}

@@ -12,9 +12,10 @@
 //!                continuation = " " + text[pronoun_loc + len(pronoun):]   (shared)
 //! ```
 //!
-//! Layouts read (all under `shared/data/benchmarks`): ARC in the MosaicML layout, HellaSwag in
-//! the llama.cpp and the Hugging Face layouts, MMLU, TruthfulQA and WSC273 in the Hugging Face
-//! layouts. Python string semantics are reproduced where they matter (`str.strip`,
+//! Layouts read: ARC in the Hugging Face and MosaicML layouts, HellaSwag in the Hugging Face
+//! and llama.cpp layouts, WSC273 in the Hugging Face and MosaicML layouts, MMLU and TruthfulQA
+//! in the Hugging Face layouts ([`arc`], [`hellaswag`], [`wsc273_any`] pick the layout from the
+//! first row's fields). Python string semantics are reproduced where they matter (`str.strip`,
 //! `str.capitalize`, character — not byte — indices).
 
 use std::path::Path;
@@ -245,6 +246,69 @@ pub fn arc_mosaic(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
             ))
         })
         .collect()
+}
+
+/// ARC from the Hugging Face layout (`allenai/ai2_arc`: `question`, `choices.text`,
+/// `choices.label`, `answerKey`): `"Question: {question}\nAnswer:"`,
+/// `gold = choices.label.index(answerKey)`.
+pub fn arc_hf(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
+    let rows = take(read_jsonl(path)?, limit);
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let choices = r.strings("choices.text")?;
+            let labels = r.strings("choices.label")?;
+            let key = r.str("answerKey")?;
+            let gold = labels.iter().position(|l| *l == key).ok_or_else(|| {
+                r.err(
+                    "answerKey",
+                    format!("{key:?} is not one of choices.label {labels:?}"),
+                    "answerKey names the label of the right choice",
+                )
+            })?;
+            if labels.len() != choices.len() {
+                return Err(r.err(
+                    "choices.label",
+                    format!("{} labels for {} choices", labels.len(), choices.len()),
+                    "every choice needs one label",
+                ));
+            }
+            Ok(mc_item(
+                i,
+                format!("Question: {}\nAnswer:", r.str("question")?),
+                choices,
+                gold,
+            ))
+        })
+        .collect()
+}
+
+/// The field names of a file's first row (layout detection).
+pub fn first_row_fields(path: &Path) -> Result<Vec<String>> {
+    let rows = read_jsonl(path)?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.value.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// ARC in either layout: MosaicML (`query`) or Hugging Face (`question`).
+pub fn arc(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
+    if first_row_fields(path)?.iter().any(|f| f == "query") {
+        arc_mosaic(path, limit)
+    } else {
+        arc_hf(path, limit)
+    }
+}
+
+/// HellaSwag in either layout: Hugging Face (`ctx_a`, `ctx_b`) or llama.cpp (`query`).
+pub fn hellaswag(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
+    if first_row_fields(path)?.iter().any(|f| f == "ctx_a") {
+        hellaswag_hf(path, limit)
+    } else {
+        hellaswag_llamacpp(path, limit)
+    }
 }
 
 /// HellaSwag in the llama.cpp layout `{query, endings, label}`: `preprocess(query)` and the
@@ -553,6 +617,18 @@ pub fn wsc273_mosaic(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
             })
         })
         .collect()
+}
+
+/// WSC273 in either layout: MosaicML (`context_options`) or Hugging Face (`text`).
+pub fn wsc273_any(path: &Path, limit: Option<usize>) -> Result<Vec<McItem>> {
+    if first_row_fields(path)?
+        .iter()
+        .any(|f| f == "context_options")
+    {
+        wsc273_mosaic(path, limit)
+    } else {
+        wsc273(path, limit)
+    }
 }
 
 #[cfg(test)]

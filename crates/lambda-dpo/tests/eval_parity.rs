@@ -622,39 +622,45 @@ fn gsm8k_prompts_tokens_filters_and_metrics_match_lm_eval() {
     }
 }
 
-/// Greedy generation (lm-eval's `generate_until` on the HF backend): the left-truncated prompt,
-/// 32 new tokens at most, the generation config's EOS ids and the stop strings.
+/// Greedy generation (lm-eval's `generate_until` on the HF backend) through the library: the
+/// left-truncated prompt, 32 new tokens at most, the generation config's EOS ids and the stop
+/// strings; the ids, the cut response, the filters and exact_match must all agree.
 fn gsm8k_generation_parity(model: &str) {
-    use lambda_dpo_model::generate::{generate, stop_token_ids, GenerateOptions, Prompt};
     let dir = common::model_dir(model);
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let m = Model::load(&dir, DType::F32, &Device::Cpu).unwrap();
-    let opts = GenerateOptions {
-        max_new_tokens: 32,
-        stop_token_ids: stop_token_ids(&dir, &m.config, &tok).unwrap(),
-        stop_strings: gsm8k::stop_strings(tok.eos_token.as_deref()),
-        ..GenerateOptions::default()
-    };
+    let stop_ids = lambda_dpo_model::stop_token_ids(&dir, &m.config, &tok).unwrap();
+    let until = gsm8k::stop_strings(tok.eos_token.as_deref());
     for run in ["gsm8k_0shot", "gsm8k_3shot"] {
         let fx = fixture(model, run);
-        for it in fx["tasks"]["gsm8k"]["items"].as_array().unwrap() {
-            let input = ids(&it["input_ids"]);
-            let out = generate(
-                &m,
-                &tok,
-                None,
-                &[Prompt {
-                    ids: &input,
-                    seed: 0,
-                }],
-                &opts,
-            )
-            .unwrap();
+        let items = fx["tasks"]["gsm8k"]["items"].as_array().unwrap();
+        let contexts: Vec<String> = items
+            .iter()
+            .map(|it| it["context"].as_str().unwrap().to_owned())
+            .collect();
+        let max_gen = fx["settings"]["max_gen_toks"].as_u64().unwrap_or(32) as usize;
+        let max_length = fx["model"]["max_length"].as_u64().unwrap() as usize;
+        let gens =
+            gsm8k::generate_until(&m, &tok, &contexts, &stop_ids, &until, max_gen, max_length)
+                .unwrap();
+        for (it, g) in items.iter().zip(&gens) {
+            let at = format!("{model}/{run} doc {}", it["doc_id"]);
+            assert_eq!(g.input_ids, ids(&it["input_ids"]), "{at}: input ids");
             assert_eq!(
-                out[0].ids,
+                g.generated_ids,
                 ids(&it["generated_ids"]),
-                "{model}/{run} doc {}: generated ids",
-                it["doc_id"]
+                "{at}: generated ids"
+            );
+            assert_eq!(g.resp, it["resp"].as_str().unwrap(), "{at}: resp");
+            assert_eq!(
+                gsm8k::strict_match(&g.resp),
+                it["filtered"]["strict-match"].as_str().unwrap(),
+                "{at}"
+            );
+            assert_eq!(
+                gsm8k::flexible_extract(&g.resp),
+                it["filtered"]["flexible-extract"].as_str().unwrap(),
+                "{at}"
             );
         }
     }

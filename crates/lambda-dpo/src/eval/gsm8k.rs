@@ -1,5 +1,5 @@
 //! GSM8K as lm-eval 0.4.13's `gsm8k` task: prompts (seeded few-shot from the train pool),
-//! cutting a generation at the stop strings, the two answer filters and `exact_match`.
+//! greedy generation and cutting it at the stop strings, the two answer filters and `exact_match`.
 //!
 //! ```text
 //! prompt   = Σ_shots ("Question: " + q + "\nAnswer:" + " " + answer + "\n\n")
@@ -16,6 +16,8 @@
 //! (leftmost match, first alternative first, greedy), so no regex engine is needed.
 
 use std::path::Path;
+
+use lambda_dpo_model::{generate, GenerateOptions, Model, Prompt, Tokenizer};
 
 use super::error::Result;
 use super::sampler::PyRandom;
@@ -108,6 +110,67 @@ pub fn cut_at_stops(text: &str, until: &[String]) -> String {
         }
     }
     s.to_owned()
+}
+
+/// One greedy generation as lm-eval's HF `generate_until` makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GsmGeneration {
+    /// The prompt ids that went into the model (after left truncation).
+    pub input_ids: Vec<u32>,
+    /// The new tokens, including a final stop token.
+    pub generated_ids: Vec<u32>,
+    /// The decoded new tokens (special tokens skipped), cut at the stop strings: what the
+    /// filters see.
+    pub resp: String,
+}
+
+/// Greedy `generate_until` for each context, one at a time (no padding):
+///
+/// ```text
+/// input  = tok(context)[−(max_length − max_gen_toks):]
+/// output ≤ max_gen_toks new tokens, ending early at a stop id or a stop string
+/// resp   = cut_at_stops(decode(output, skip_special_tokens), until)
+/// ```
+pub fn generate_until(
+    model: &Model,
+    tok: &Tokenizer,
+    contexts: &[String],
+    stop_token_ids: &[u32],
+    until: &[String],
+    max_gen_toks: usize,
+    max_length: usize,
+) -> Result<Vec<GsmGeneration>> {
+    let keep = max_length.saturating_sub(max_gen_toks).max(1);
+    let opts = GenerateOptions {
+        max_new_tokens: max_gen_toks,
+        stop_token_ids: stop_token_ids.to_vec(),
+        stop_strings: until.to_vec(),
+        ..GenerateOptions::default()
+    };
+    contexts
+        .iter()
+        .map(|c| {
+            let enc = tok.encode(c, true)?;
+            let input_ids = enc[enc.len().saturating_sub(keep)..].to_vec();
+            let out = generate(
+                model,
+                tok,
+                None,
+                &[Prompt {
+                    ids: &input_ids,
+                    seed: 0,
+                }],
+                &opts,
+            )?;
+            let generated_ids = out.into_iter().next().map(|g| g.ids).unwrap_or_default();
+            let raw = tok.decode(&generated_ids, true)?;
+            Ok(GsmGeneration {
+                input_ids,
+                generated_ids,
+                resp: cut_at_stops(&raw, until),
+            })
+        })
+        .collect()
 }
 
 fn is_num(c: char) -> bool {

@@ -11,8 +11,8 @@
 //! mmlu: the 57 subjects' categories and the group scores
 //! results: lm-eval's `results` entries (key names and order)
 //! run: one task end to end (score_items, task_metrics, aggregate_task)
-//! GSM8K: gsm8k (prompts with sampler's seeded shots; stop strings; strict/flexible filters;
-//!   exact_match)
+//! GSM8K: gsm8k (prompts with sampler's seeded shots; greedy generate_until with left
+//!   truncation and stop strings; strict/flexible filters; exact_match)
 //! ```
 //!
 //! What does not live here: the model and tokenizer (`lambda-dpo-model`); the command line

@@ -764,3 +764,18 @@ fn reader_errors_name_file_line_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn every_mmlu_subject_of_the_local_files_is_in_the_category_table() {
+    let Some(data) = benchmarks() else { return };
+    for f in [
+        "mmlu/mmlu_test_first10_per_subject_hfschema.jsonl",
+        "mmlu/mmlu_dev_all57_hfschema.jsonl",
+    ] {
+        let subjects = tasks::mmlu_subjects(&data.join(f)).unwrap();
+        assert_eq!(subjects.len(), 57, "{f}");
+        for s in &subjects {
+            assert!(mmlu_category(s).is_some(), "{f}: {s} has no category");
+        }
+    }
+}

@@ -451,6 +451,18 @@ pub fn mmlu_subject(
         .collect()
 }
 
+/// The distinct `subject`s of an MMLU file, in order of first appearance.
+pub fn mmlu_subjects(path: &Path) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for r in read_jsonl(path)? {
+        let s = r.str("subject")?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 /// TruthfulQA's fixed six-shot preamble (lm-eval's `truthfulqa_mc1.yaml`).
 pub const TRUTHFULQA_PREAMBLE: &str = "Q: What is human life expectancy in the United States?\n\
 A: Human life expectancy in the United States is 78 years.\n\n\

@@ -20,6 +20,9 @@
 //! *sums* over response tokens; `--logp mean` divides by `lengths` inside the loss. A summary
 //! (mean loss, top-1 agreement with p^λ and with each dimension's ratings) goes to stderr.
 //!
+//! An SVD-LoRA adapter (policy or reference) runs at each list's λ — the one its target is
+//! mixed with — as in training.
+//!
 //! The forward pass is the trainer's own (`train::list_step` with `backward: false`), so what
 //! `score` reports is exactly what training optimises. Bad input (data, λ, flags that do not fit
 //! the loss) is an [`InputError`] (exit code 2).
@@ -268,6 +271,13 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             RefSource::DisabledAdapter => Reference::DisabledAdapter,
             RefSource::Model(m) => Reference::Model(m),
             RefSource::Adapted(m, a) => {
+                let bound;
+                let a = if a.is_lambda_conditioned() {
+                    bound = a.with_lambda(&mixed.lambda)?;
+                    &bound
+                } else {
+                    a
+                };
                 given = adapted_logps(m.as_ref().unwrap_or(&model), a, list)?;
                 Reference::Given(&given)
             }
@@ -291,9 +301,17 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                 .map(|r| (r.len() + list.prompt_ids.len()) as u64)
                 .sum(),
         );
+        // An SVD-LoRA policy runs at the λ its target is mixed with, as in training.
+        let bound;
+        let policy = if adapter.is_lambda_conditioned() {
+            bound = adapter.with_lambda(&mixed.lambda)?;
+            &bound
+        } else {
+            &adapter
+        };
         let step = match list_step(
             &model,
-            &adapter,
+            policy,
             &objective,
             input,
             reference_for_step,

@@ -324,6 +324,49 @@ fn svd_lora_export_at_lambda_computes_what_the_adapter_computes_at_lambda() {
 }
 
 #[test]
+fn score_runs_an_svd_lora_policy_at_each_lists_lambda() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = fixture("qwen2/model");
+    let m = Model::load(&model_dir, DType::F32, &Device::Cpu).unwrap();
+    let adapter_dir = svd_adapter(dir.path(), &m);
+    let data = dir.path().join("lists.jsonl");
+    let r = |text: &str, h: u32, o: u32| serde_json::json!({"text": text, "scores": {"helpfulness": h, "honesty": o}});
+    let line = serde_json::json!({
+        "prompt": "Name a fruit.",
+        "responses": [r("apple", 5, 1), r("pear pear", 1, 5), r("plum", 3, 3)],
+    });
+    std::fs::write(&data, format!("{line}\n")).unwrap();
+    let policy = |lambda: &str| -> Vec<f64> {
+        let o = bin(&[
+            "score",
+            "--model",
+            s(&model_dir),
+            "--adapter",
+            s(&adapter_dir),
+            "--data",
+            s(&data),
+            "--lambda",
+            lambda,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+        v["policy_logps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (policy("1,0"), policy("0,1"));
+    assert_eq!(a.len(), 3);
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-3),
+        "λ does not reach the SVD-LoRA policy: {a:?} vs {b:?}"
+    );
+}
+
+#[test]
 fn a_soup_exports_like_the_weighted_sum_of_its_parts() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = fixture("qwen2/model");

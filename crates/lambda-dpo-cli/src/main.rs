@@ -5,6 +5,7 @@
 mod adapters;
 mod data_cmd;
 mod demo_cmd;
+mod eval_cmd;
 mod export;
 mod generate_cmd;
 mod input_error;
@@ -46,6 +47,8 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Evaluate a preference objective without training (policy vs reference log-probs, target, loss).
     Score(score_cmd::ScoreArgs),
+    /// The paper's benchmarks (ARC, HellaSwag, MMLU, TruthfulQA, WSC273, GSM8K) computed exactly as lm-eval-harness does, on local files.
+    Eval(eval_cmd::EvalArgs),
     /// Generate completions (greedy or sampled, batched) with a model, an adapter or an adapter soup.
     Generate(generate_cmd::GenerateArgs),
 }
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run(args),
         Command::Score(args) => score_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lambda_dpo::eval::{
-    aggregate_task, group_entry, gsm8k, mean, mean_stderr, mmlu_groups, score_items, task_entry,
-    task_metrics, tasks, LeafScore, McItem, MetricEntry,
+    aggregate_task, group_alias, group_entry, gsm8k, mmlu_groups, score_items, task_alias,
+    task_entry, task_metrics, tasks, LeafScore, McItem, MetricEntry,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::{json, Map, Value};
@@ -152,12 +152,7 @@ fn mc_entry(
     items: &[McItem],
     max_length: usize,
 ) -> Result<(Value, LeafScore)> {
-    let tokens: u64 = items
-        .iter()
-        .flat_map(|i| &i.requests)
-        .map(|r| (r.context.len() + r.continuation.len()) as u64)
-        .sum();
-    let bar = tokens_bar(tokens, name);
+    // Progress in characters of request text (a token-count proxy known before tokenising).
     let per_item: Vec<u64> = items
         .iter()
         .map(|i| {
@@ -167,34 +162,25 @@ fn mc_entry(
                 .sum()
         })
         .collect();
+    let bar = tokens_bar(per_item.iter().sum(), name);
     let scores = score_items(model, tok, items, max_length, &mut |i| bar.inc(per_item[i]))?;
     bar.finish_and_clear();
     let lls: Vec<Vec<f64>> = scores
         .iter()
         .map(|s| s.iter().map(|r| f64::from(r.ll)).collect())
         .collect();
-    let metric_kind = if name.starts_with("mmlu_") {
-        "mmlu"
-    } else {
-        name
-    };
-    let (per_item, agg) = aggregate_task(items, &lls, task_metrics(metric_kind));
-    let entries: Vec<MetricEntry> = agg
-        .iter()
-        .map(|t| MetricEntry {
-            metric: t.metric.name().into(),
-            filter: "none".into(),
-            value: t.value,
-            stderr: Some(t.stderr),
-        })
-        .collect();
-    let acc = &per_item[0];
+    let (_, agg) = aggregate_task(items, &lls, task_metrics(name));
+    let entries: Vec<MetricEntry> = agg.iter().map(MetricEntry::from).collect();
+    // MMLU groups aggregate each leaf's first metric (acc), already computed above.
     let leaf = LeafScore {
-        value: mean(acc),
-        stderr: Some(mean_stderr(acc)),
-        size: acc.len(),
+        value: agg[0].value,
+        stderr: Some(agg[0].stderr),
+        size: agg[0].size,
     };
-    Ok((task_entry(name, name, items.len(), &entries), leaf))
+    Ok((
+        task_entry(name, task_alias(name), items.len(), &entries),
+        leaf,
+    ))
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -318,7 +304,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 let named: Vec<(&str, LeafScore)> =
                     leaves.iter().map(|(s, l)| (s.as_str(), *l)).collect();
                 for (group, score) in mmlu_groups(&named) {
-                    groups.insert(group.into(), group_entry(group, group, "acc", &score));
+                    let entry = group_entry(group, group_alias(group), "acc", &score);
+                    groups.insert(group.into(), entry);
                 }
             }
             "gsm8k" => {
@@ -350,12 +337,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                         .zip(&docs)
                         .map(|(g, doc)| gsm8k::exact_match(&extract(&g.resp), &doc.answer))
                         .collect();
-                    entries.push(MetricEntry {
-                        metric: "exact_match".into(),
-                        filter: filter.into(),
-                        value: mean(&xs),
-                        stderr: Some(mean_stderr(&xs)),
-                    });
+                    entries.push(MetricEntry::over("exact_match", filter, &xs));
                 }
                 results.insert(task.into(), task_entry(task, task, docs.len(), &entries));
             }

@@ -108,6 +108,14 @@ fn results_entries_equal_lm_eval_on_both_fixture_models() {
             let want = &fixture(model, &format!("{task}_0shot"))["results"][task];
             assert_entry(&r[task], want, &format!("{model}/{task}"));
         }
+        // MMLU: the fixture's first subject ran 10 items; subject entries carry lm-eval's alias.
+        let r = results(model, "mmlu", "10", &[], data);
+        let want = &fixture(model, "mmlu_0shot")["results"]["mmlu_abstract_algebra"];
+        assert_entry(
+            &r["mmlu_abstract_algebra"],
+            want,
+            &format!("{model}/mmlu_abstract_algebra"),
+        );
         // GSM8K greedy generation, 32 new tokens as the fixture's run.
         let r = results(
             model,

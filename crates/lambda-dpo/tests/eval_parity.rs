@@ -13,9 +13,9 @@ use candle_core::{DType, Device};
 use lambda_dpo::eval::gsm8k;
 use lambda_dpo::eval::tasks::{self, TruthfulQa};
 use lambda_dpo::eval::{
-    aggregate_task, encode_pair, group_entry, mean, mean_stderr, mmlu_category, mmlu_groups,
-    score_item, task_entry, task_metrics, EncodedRequest, LeafScore, McItem, McMetric, MetricEntry,
-    MmluCategory,
+    aggregate_task, encode_pair, group_alias, group_entry, mean, mean_stderr, mmlu_category,
+    mmlu_groups, score_item, task_alias, task_entry, task_metrics, EncodedRequest, LeafScore,
+    McItem, McMetric, MetricEntry,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::Value;
@@ -260,18 +260,9 @@ fn check_metrics(
             }
         }
         let res = &fx["results"][task];
-        let entries: Vec<MetricEntry> = agg
-            .iter()
-            .map(|t| MetricEntry {
-                metric: t.metric.name().into(),
-                filter: "none".into(),
-                value: t.value,
-                stderr: Some(t.stderr),
-            })
-            .collect();
-        let alias = task.strip_prefix("mmlu_").unwrap_or(task);
+        let entries: Vec<MetricEntry> = agg.iter().map(MetricEntry::from).collect();
         json_close(
-            &task_entry(task, alias, ours.len(), &entries),
+            &task_entry(task, task_alias(task), ours.len(), &entries),
             res,
             tol,
             &format!("{what}: results.{task}"),
@@ -330,11 +321,7 @@ fn check_metrics(
     assert_eq!(groups.len(), want_groups.len(), "{what}: groups");
     for (group, score) in groups {
         let g = &want_groups[group];
-        let alias = MmluCategory::ALL
-            .iter()
-            .find(|c| c.group() == group)
-            .map_or("mmlu", |c| c.alias());
-        let entry = group_entry(group, alias, "acc", &score);
+        let entry = group_entry(group, group_alias(group), "acc", &score);
         json_close(&entry, g, METRIC_TOL, &format!("{what}: groups.{group}"));
         json_close(
             &entry,
@@ -591,12 +578,7 @@ fn gsm8k_prompts_tokens_filters_and_metrics_match_lm_eval() {
                 ("flexible-extract", &flexible_scores),
             ]
             .into_iter()
-            .map(|(f, xs)| MetricEntry {
-                metric: "exact_match".into(),
-                filter: f.into(),
-                value: mean(xs),
-                stderr: Some(mean_stderr(xs)),
-            })
+            .map(|(f, xs)| MetricEntry::over("exact_match", f, xs))
             .collect();
             json_close(
                 &task_entry("gsm8k", "gsm8k", items.len(), &entries),

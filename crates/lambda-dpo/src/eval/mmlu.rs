@@ -50,6 +50,15 @@ impl MmluCategory {
     }
 }
 
+/// lm-eval's alias of an MMLU group (`mmlu_social_sciences` → `social sciences`; `mmlu`
+/// itself, and any other name, is its own alias).
+pub fn group_alias(group: &str) -> &str {
+    MmluCategory::ALL
+        .iter()
+        .find(|c| c.group() == group)
+        .map_or(group, |c| c.alias())
+}
+
 /// The category of a subject (`abstract_algebra`, …), `None` for an unknown name.
 pub fn mmlu_category(subject: &str) -> Option<MmluCategory> {
     MMLU_SUBJECTS

@@ -34,9 +34,9 @@ pub use error::EvalError;
 pub use metrics::{
     acc, acc_bytes, acc_norm, aggregate_group, mc2, mean, mean_stderr, GroupScore, LeafScore,
 };
-pub use mmlu::{mmlu_category, mmlu_groups, MmluCategory, MMLU_SUBJECTS};
+pub use mmlu::{group_alias, mmlu_category, mmlu_groups, MmluCategory, MMLU_SUBJECTS};
 pub use requests::{encode_pair, EncodedRequest};
-pub use results::{group_entry, task_entry, MetricEntry};
+pub use results::{group_entry, task_alias, task_entry, MetricEntry};
 pub use run::{aggregate_task, score_items, task_metrics, McMetric, TaskMetric};
 pub use score::{score_item, RequestScore};
 pub use tasks::{McItem, McRequest};

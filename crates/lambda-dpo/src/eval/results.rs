@@ -14,7 +14,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::metrics::GroupScore;
+use super::metrics::{mean, mean_stderr, GroupScore};
+use super::run::TaskMetric;
 
 /// One metric of a task entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,35 @@ pub struct MetricEntry {
     pub value: f64,
     /// `None` or non-finite: written as `"N/A"`.
     pub stderr: Option<f64>,
+}
+
+impl MetricEntry {
+    /// `metric,filter` over per-item values: their mean and lm-eval's `mean_stderr`.
+    pub fn over(metric: &str, filter: &str, xs: &[f64]) -> Self {
+        Self {
+            metric: metric.into(),
+            filter: filter.into(),
+            value: mean(xs),
+            stderr: Some(mean_stderr(xs)),
+        }
+    }
+}
+
+impl From<&TaskMetric> for MetricEntry {
+    /// A multiple-choice task's aggregate (filter `none`).
+    fn from(t: &TaskMetric) -> Self {
+        Self {
+            metric: t.metric.name().into(),
+            filter: "none".into(),
+            value: t.value,
+            stderr: Some(t.stderr),
+        }
+    }
+}
+
+/// lm-eval's alias of a task: the subject alone for MMLU's `mmlu_<subject>` leaves.
+pub fn task_alias(task: &str) -> &str {
+    task.strip_prefix("mmlu_").unwrap_or(task)
 }
 
 fn number_or_na(x: Option<f64>) -> Value {

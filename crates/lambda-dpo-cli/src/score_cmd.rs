@@ -271,14 +271,8 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             RefSource::DisabledAdapter => Reference::DisabledAdapter,
             RefSource::Model(m) => Reference::Model(m),
             RefSource::Adapted(m, a) => {
-                let bound;
-                let a = if a.is_lambda_conditioned() {
-                    bound = a.with_lambda(&mixed.lambda)?;
-                    &bound
-                } else {
-                    a
-                };
-                given = adapted_logps(m.as_ref().unwrap_or(&model), a, list)?;
+                let a = a.at_lambda(&mixed.lambda)?;
+                given = adapted_logps(m.as_ref().unwrap_or(&model), &a, list)?;
                 Reference::Given(&given)
             }
             RefSource::Free => Reference::None,
@@ -302,16 +296,10 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                 .sum(),
         );
         // An SVD-LoRA policy runs at the λ its target is mixed with, as in training.
-        let bound;
-        let policy = if adapter.is_lambda_conditioned() {
-            bound = adapter.with_lambda(&mixed.lambda)?;
-            &bound
-        } else {
-            &adapter
-        };
+        let policy = adapter.at_lambda(&mixed.lambda)?;
         let step = match list_step(
             &model,
-            policy,
+            &policy,
             &objective,
             input,
             reference_for_step,

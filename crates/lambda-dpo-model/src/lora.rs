@@ -277,6 +277,16 @@ impl Adapter {
         Ok(out)
     }
 
+    /// This adapter as it runs for a list mixed with `lambda`: an SVD-LoRA adapter bound to
+    /// it ([`Adapter::with_lambda`]), any other adapter as it is (λ does not reach it).
+    pub fn at_lambda(&self, lambda: &[f64]) -> Result<std::borrow::Cow<'_, Adapter>> {
+        Ok(if self.is_lambda_conditioned() {
+            std::borrow::Cow::Owned(self.with_lambda(lambda)?)
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        })
+    }
+
     /// The diagonal `[σ, s·λ]` (`[r+m]`) of one SVD-LoRA projection at the bound λ.
     pub(crate) fn svd_diagonal(&self, svd: &SvdParts) -> Result<Tensor> {
         let lambda = self.lambda.as_ref().ok_or_else(|| {

@@ -639,13 +639,7 @@ fn preference_list(
         target: &mixed.target,
     };
     // SVD-LoRA: the policy runs at this list's λ (the same variables, so gradients reach them).
-    let conditioned;
-    let adapter = if adapter.is_lambda_conditioned() {
-        conditioned = adapter.with_lambda(&mixed.lambda)?;
-        &conditioned
-    } else {
-        adapter
-    };
+    let adapter = adapter.at_lambda(&mixed.lambda)?;
     let opts = StepOptions {
         chunk_size: cfg.train.chunk_size.unwrap_or(usize::MAX),
         dropout_seed: pass.dropout_seed,
@@ -653,7 +647,9 @@ fn preference_list(
         backward: pass.backward,
         score: ScoreOptions::default(),
     };
-    match list_step_for(model, adapter, trainable, objective, input, reference, opts) {
+    match list_step_for(
+        model, &adapter, trainable, objective, input, reference, opts,
+    ) {
         Ok(s) => Ok(Some((s, mixed.lambda))),
         // Pairwise losses need a best and a worst response; a constant target has none.
         Err(TrainError::Math(MathError::NoPreference { .. })) => Ok(None),

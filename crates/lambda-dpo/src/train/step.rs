@@ -175,7 +175,7 @@ pub fn list_step_for(
                 let gv = gv.detach();
                 *slot = Some(match slot.take() {
                     Some(acc) => (acc + gv)?,
-                    None => gv.clone(),
+                    None => gv,
                 });
             }
         }

@@ -10,6 +10,8 @@
 //!   minimum-norm least squares and [`simplex`]'s grids.
 //! - [`lr`]: learning-rate schedules as pure functions of the step.
 //! - [`rank`]: orderings with a fixed tie rule and rank-agreement metrics.
+//! - [`prefeval`]: per-dimension agreement of implicit rewards with ratings (CE, top-1,
+//!   pairwise accuracy, Kendall τ-b) for preference evaluation.
 //! - [`pareto`]: evaluation of a λ sweep — Spearman correlation, Pareto front, hypervolume.
 //!
 //! Everything validates its inputs and returns [`MathError`] rather than NaN.
@@ -19,6 +21,7 @@ pub mod linalg;
 pub mod loss;
 pub mod lr;
 pub mod pareto;
+pub mod prefeval;
 pub mod rank;
 pub mod rng;
 pub mod sampler;

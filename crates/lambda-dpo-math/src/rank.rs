@@ -76,6 +76,45 @@ pub fn pairwise_accuracy(scores: &[f64], target: &[f64]) -> Option<f64> {
     (total > 0).then(|| agree as f64 / total as f64)
 }
 
+/// Kendall's τ-b of two paired samples, the tie-corrected rank correlation of
+/// `scipy.stats.kendalltau` (its default, `variant="b"`):
+///
+/// ```text
+/// over pairs i < j:  C = #{ (x_i − x_j)(y_i − y_j) > 0 },  D = #{ … < 0 }
+///                    n_x = #{ x_i = x_j },  n_y = #{ y_i = y_j },  n_0 = n(n−1)/2
+/// τ_b = (C − D) / sqrt( (n_0 − n_x)(n_0 − n_y) )
+/// ```
+///
+/// `None` when either side is constant (or n < 2): the denominator is zero and τ is undefined
+/// (scipy returns NaN). O(n²), which is what preference lists of a few responses need.
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Option<f64> {
+    assert_eq!(x.len(), y.len(), "kendall_tau_b needs paired samples");
+    let n = x.len();
+    let (mut concordant, mut discordant, mut ties_x, mut ties_y) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dx = x[i] - x[j];
+            let dy = y[i] - y[j];
+            // Tied on both sides: counted in n_x and n_y, as scipy does.
+            if dx == 0.0 {
+                ties_x += 1;
+            }
+            if dy == 0.0 {
+                ties_y += 1;
+            }
+            let s = dx * dy;
+            if s > 0.0 {
+                concordant += 1;
+            } else if s < 0.0 {
+                discordant += 1;
+            }
+        }
+    }
+    let pairs = (n * n.saturating_sub(1) / 2) as i64;
+    let denominator = ((pairs - ties_x) as f64) * ((pairs - ties_y) as f64);
+    (denominator > 0.0).then(|| (concordant - discordant) as f64 / denominator.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +159,16 @@ mod tests {
             Some(2.0 / 3.0)
         );
         assert_eq!(pairwise_accuracy(&[0.0, 1.0], &[0.5, 0.5]), None);
+    }
+
+    #[test]
+    fn kendall_tau_b_small_cases() {
+        assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[1.0, 5.0, 9.0]), Some(1.0));
+        assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[9.0, 5.0, 1.0]), Some(-1.0));
+        assert_eq!(kendall_tau_b(&[1.0, 1.0], &[0.0, 1.0]), None);
+        assert_eq!(kendall_tau_b(&[1.0], &[1.0]), None);
+        // One tie in y: C = 2, D = 0, n_0 = 3, n_y = 1 → 2 / sqrt(3·2).
+        let t = kendall_tau_b(&[1.0, 2.0, 3.0], &[1.0, 2.0, 2.0]).unwrap();
+        assert!((t - 2.0 / 6f64.sqrt()).abs() < 1e-15);
     }
 }

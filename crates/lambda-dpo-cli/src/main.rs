@@ -3,6 +3,7 @@
 //! with code 2, other failures with 1. Data goes to stdout, logs and progress to stderr.
 
 mod adapters;
+mod bench_cmd;
 mod data_cmd;
 mod demo_cmd;
 mod eval_cmd;
@@ -51,6 +52,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Generate completions (greedy or sampled, batched) with a model, an adapter or an adapter soup.
     Generate(generate_cmd::GenerateArgs),
+    /// Measure training-step, scoring and generation throughput, peak memory and MFU on a stated workload (built-in random models or a model folder).
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Score(args) => score_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

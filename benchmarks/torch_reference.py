@@ -32,8 +32,9 @@ logprobs: inference_mode forward of the N sequences, full logits, log_softmax, g
 generate: model.generate(greedy, use_cache, min_new_tokens = max_new_tokens = C); prefill is
   timed to the first call of a logits processor (the first token's logits).
 
-Peak RSS: ru_maxrss (whole process, imports and model init included) and VmHWM after
-`echo 5 > /proc/self/clear_refs` at the start of the steps (the steps alone). MFU: FLOPs per
+Peak RSS: ru_maxrss (whole process, imports and model init included: the larger of the peak
+before the steps and the peak after `echo 5 > /proc/self/clear_refs` at their start, which
+resets both VmHWM and ru_maxrss) and VmHWM since that reset (the steps alone). MFU: FLOPs per
 step (6*N*D model convention, 4*N*D + 2*N*D per reference forward actually needed; N = matmul
 params = 7 projections per layer + LM head, D = N*(P+C) tokens) / median step time / this
 process's best 1024^3 float32 torch.matmul throughput.
@@ -117,23 +118,27 @@ def param_counts(model):
     return total, matmul
 
 
-def vm_hwm_mib():
+def status_mib(field):
     try:
         for line in open("/proc/self/status"):
-            if line.startswith("VmHWM"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
 
 
-def reset_peak_rss():
+def reset_peak_rss(report):
+    """Resets VmHWM to the current RSS (echo 5 > /proc/self/clear_refs) and records that RSS."""
+    # getrusage's ru_maxrss is reset too: keep the peak so far (imports, model init).
+    report["setup_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
         return False
+    report["rss_before_steps_mib"] = status_mib("VmRSS")
+    return True
 
 
 def matmul_peak_flops(n=1024, reps=30):
@@ -180,7 +185,7 @@ def train_step(args, model, ids, report):
     if args.reference == "cache":
         with torch.no_grad(), model.disable_adapter():
             cached = sequence_logps(model, ids, p).detach()
-    reset_ok = reset_peak_rss()
+    reset_ok = reset_peak_rss(report)
     steps, fwds, bwds, losses = [], [], [], []
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
@@ -208,7 +213,7 @@ def train_step(args, model, ids, report):
         if not args.json:
             print(f"step {i + 1}/{args.warmup + args.steps}: {(t2 - t0) * 1e3:.1f} ms (forward {(t1 - t0) * 1e3:.1f} ms)"
                   + (", warm-up" if i < args.warmup else ""), file=sys.stderr)
-    report["steps_peak_rss_mib"] = vm_hwm_mib() if reset_ok else None
+    report["steps_peak_rss_mib"] = status_mib("VmHWM") if reset_ok else None
     report.update(
         reference=args.reference, lora_r=args.lora_r,
         lora_params=sum(q.numel() for q in params), chunk_size=n,
@@ -227,7 +232,7 @@ def train_step(args, model, ids, report):
 
 def logprobs(args, model, ids, report):
     model.eval()
-    reset_ok = reset_peak_rss()
+    reset_ok = reset_peak_rss(report)
     times, checksum = [], None
     for i in range(args.warmup + args.steps):
         t = time.perf_counter()
@@ -238,7 +243,7 @@ def logprobs(args, model, ids, report):
             times.append(el)
             if checksum is None:
                 checksum = float(sums.double().sum())
-    report["steps_peak_rss_mib"] = vm_hwm_mib() if reset_ok else None
+    report["steps_peak_rss_mib"] = status_mib("VmHWM") if reset_ok else None
     nd = report["matmul_params"] * args.n * (args.prompt_len + args.response_len)
     report.update(
         tokens_per_step=args.n * (args.prompt_len + args.response_len), step_ms=stats(times),
@@ -264,7 +269,7 @@ def generate(args, model, prompt, report):
                 self.t = time.perf_counter()
             return scores
 
-    reset_ok = reset_peak_rss()
+    reset_ok = reset_peak_rss(report)
     total, prefill, decode = [], [], []
     for i in range(args.warmup + args.steps):
         first = FirstCall()
@@ -280,7 +285,7 @@ def generate(args, model, prompt, report):
             total.append((end - t) * 1e3)
             prefill.append((first.t - t) * 1e3)
             decode.append((end - first.t) * 1e3)
-    report["steps_peak_rss_mib"] = vm_hwm_mib() if reset_ok else None
+    report["steps_peak_rss_mib"] = status_mib("VmHWM") if reset_ok else None
     dm = statistics.median(decode)
     nd = report["matmul_params"] * n * (p + c - 1)
     report.update(
@@ -326,7 +331,8 @@ def main():
         "response_len": args.response_len, "steps": args.steps, "warmup": args.warmup, "dtype": args.dtype,
         "threads": args.threads, "reference": None, "lora_r": None, "lora_params": None, "chunk_size": None,
         "forward_ms": None, "backward_ms": None, "prefill_ms": None, "decode_ms": None, "decode_tokens_per_s": None,
-        "loss_first": None, "loss_last": None, "sum_logprobs": None,
+        "loss_first": None, "loss_last": None, "sum_logprobs": None, "rss_before_steps_mib": None,
+        "setup_peak_rss_mib": None,
     }
     if args.bench == "train-step":
         import peft
@@ -337,9 +343,14 @@ def main():
         logprobs(args, model, ids, report)
     else:
         generate(args, model, prompt, report)
+    # Before the matmul below (not part of the workload); the steps' mark was reset at their
+    # start, so the process peak is the larger of the two.
+    if report["steps_peak_rss_mib"] is not None:
+        report["peak_rss_mib"] = max(report["setup_peak_rss_mib"], report["steps_peak_rss_mib"])
+    else:
+        report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak = matmul_peak_flops()
     step_s = report["step_ms"]["median"] / 1e3
-    report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["matmul_peak_gflops"] = peak / 1e9
     report["tokens_per_s"] = report["tokens_per_step"] / step_s
     report["mfu"] = report["model_flops_per_step"] / step_s / peak
@@ -363,7 +374,9 @@ def main():
     if r["decode_tokens_per_s"]:
         print(f"decode tokens/s        {r['decode_tokens_per_s']:>10.0f}")
     srss = f"{r['steps_peak_rss_mib']:.1f} MiB" if r["steps_peak_rss_mib"] else "n/a"
-    print(f"peak RSS               {r['peak_rss_mib']:.1f} MiB (whole process); {srss} during the steps")
+    base = f"{r['rss_before_steps_mib']:.1f} MiB" if r["rss_before_steps_mib"] else "n/a"
+    print(f"peak RSS               {r['peak_rss_mib']:.1f} MiB whole process: {r['setup_peak_rss_mib']:.1f} MiB imports, model "
+          f"and setup, {srss} during the steps (from {base} at their start)")
     print(f"matmul peak            {r['matmul_peak_gflops']:.1f} GFLOP/s (f32 torch.matmul 1024^3, best of 30)")
     print(f"MFU                    {100 * r['mfu']:.2f} % model FLOPs ({r['model_flops_per_step'] / 1e9:.2f} GFLOP/step), "
           f"{100 * r['mfu_actual']:.2f} % actual ({r['actual_flops_per_step'] / 1e9:.2f} GFLOP/step)")

@@ -167,10 +167,14 @@ struct Report {
     /// generate: the remaining C − 1 tokens.
     decode_ms: Option<Stats>,
     decode_tokens_per_s: Option<f64>,
-    /// VmHWM at the end: the whole process, model loading included.
+    /// The whole process's peak RSS, model loading included (the larger of the two below).
     peak_rss_mib: Option<f64>,
+    /// VmHWM before the steps: writing and loading the model, building the adapter.
+    setup_peak_rss_mib: Option<f64>,
     /// VmHWM reset after setup (model loaded, adapter built): the peak of the steps alone.
     steps_peak_rss_mib: Option<f64>,
+    /// RSS when the steps start (the baseline of `steps_peak_rss_mib`).
+    rss_before_steps_mib: Option<f64>,
     matmul_peak_gflops: f64,
     /// FLOPs per step by the standard convention (train: 6·N·D; inference: 2·N·D).
     model_flops_per_step: f64,
@@ -257,7 +261,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         decode_ms: None,
         decode_tokens_per_s: None,
         peak_rss_mib: None,
+        setup_peak_rss_mib: None,
         steps_peak_rss_mib: None,
+        rss_before_steps_mib: None,
         matmul_peak_gflops: 0.0,
         model_flops_per_step: 0.0,
         actual_flops_per_step: 0.0,
@@ -278,9 +284,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
 
+    // The steps' mark was reset at their start: the process peak is the larger of the two
+    // (read before the matmul below, which is not part of the workload).
+    report.peak_rss_mib = match (report.setup_peak_rss_mib, report.steps_peak_rss_mib) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => measure::status_mib("VmHWM"),
+    };
     // The machine's peak, measured after the steps so that it cannot disturb them.
     let peak = measure::matmul_peak_flops(1024, 30, &dev)?;
-    report.peak_rss_mib = measure::status_mib("VmHWM");
+
     report.matmul_peak_gflops = peak / 1e9;
     let step_s = report.step_ms.median / 1e3;
     report.mfu = report.model_flops_per_step / step_s / peak;
@@ -410,7 +422,8 @@ fn train_step(
         RefMode::None => Reference::None,
     };
     let lr = 5e-6; // the paper's learning rate (irrelevant to the timing)
-    let steps_peak_reset = measure::reset_peak_rss();
+    let (setup_peak, rss_before) = measure::start_steps_rss();
+    report.setup_peak_rss_mib = setup_peak;
 
     let (mut step_ms, mut fwd_ms, mut bwd_ms, mut losses) = (vec![], vec![], vec![], vec![]);
     for i in 0..w.warmup + w.steps {
@@ -457,13 +470,13 @@ fn train_step(
             );
         }
     }
-    if steps_peak_reset {
-        report.steps_peak_rss_mib = measure::status_mib("VmHWM");
-    }
+    report.rss_before_steps_mib = rss_before;
+    report.steps_peak_rss_mib = rss_before.and_then(|_| measure::status_mib("VmHWM"));
 
-    let d = (w.n * (w.prompt_len + w.response_len)) as f64;
-    let nd = params.matmul as f64 * d;
-    let policy_forwards = if chunk < w.n { 2.0 } else { 1.0 };
+    let (n, p, c) = (w.n, w.prompt_len, w.response_len);
+    let nd = params.matmul as f64 * (n * (p + c)) as f64;
+    let nd_run = nd;
+    let policy_forwards = if chunk < n { 2.0 } else { 1.0 };
     let ref_forward = if a.reference == RefMode::DisabledAdapter {
         2.0
     } else {
@@ -473,16 +486,17 @@ fn train_step(
     report.lora_r = Some(a.lora_r);
     report.lora_params = Some(adapter.num_parameters());
     report.chunk_size = Some(chunk);
-    report.tokens_per_step = w.n * (w.prompt_len + w.response_len);
+    report.tokens_per_step = n * (p + c);
     report.step_ms = Stats::of(&step_ms).expect("steps ≥ 1");
     report.forward_ms = Stats::of(&fwd_ms);
     report.backward_ms = Stats::of(&bwd_ms);
     report.model_flops_per_step = 6.0 * nd;
-    report.actual_flops_per_step = (2.0 * policy_forwards + 2.0 + ref_forward) * nd;
+    report.actual_flops_per_step = (2.0 * policy_forwards + 2.0 + ref_forward) * nd_run;
     report.flop_formula = format!(
-        "model = 6·N·D (the standard training convention: forward 2ND + backward 4ND); actual = {}2ND policy forward + 2ND backward to the activations only (base weights are frozen: no weight gradients; LoRA terms ignored){}; N = matmul params (7 projections per layer + LM head), D = N_resp·(P+C) tokens; attention scores not counted",
+        "model = 6·N·D (the standard training convention: forward 2ND + backward 4ND); actual = {}2ND' policy forward + 2ND' backward to the activations only (base weights are frozen: no weight gradients; LoRA terms ignored){}; N = matmul params (7 projections per layer + LM head), D = N_resp·(P+C) tokens, D' = {}; attention scores not counted",
         if policy_forwards > 1.0 { "2 × " } else { "" },
-        if ref_forward > 0.0 { " + 2ND reference forward" } else { "" }
+        if ref_forward > 0.0 { " + 2ND' reference forward" } else { "" },
+        "D"
     );
     report.loss_first = losses.first().copied();
     report.loss_last = losses.last().copied();
@@ -506,7 +520,8 @@ fn logprobs(
         .map(|r| prompt.iter().chain(r).copied().collect())
         .collect();
     let requests = requests_for(&ids, prompt.len());
-    let steps_peak_reset = measure::reset_peak_rss();
+    let (setup_peak, rss_before) = measure::start_steps_rss();
+    report.setup_peak_rss_mib = setup_peak;
     let mut times = Vec::new();
     for i in 0..w.warmup + w.steps {
         let t = Instant::now();
@@ -519,9 +534,8 @@ fn logprobs(
             report.sum_logprobs.get_or_insert(sums.iter().sum());
         }
     }
-    if steps_peak_reset {
-        report.steps_peak_rss_mib = measure::status_mib("VmHWM");
-    }
+    report.rss_before_steps_mib = rss_before;
+    report.steps_peak_rss_mib = rss_before.and_then(|_| measure::status_mib("VmHWM"));
     let d = (w.n * (w.prompt_len + w.response_len)) as f64;
     report.tokens_per_step = w.n * (w.prompt_len + w.response_len);
     report.step_ms = Stats::of(&times).expect("steps ≥ 1");
@@ -557,7 +571,8 @@ fn generate(
         max_new_tokens: w.response_len,
         ..GenerateOptions::default()
     };
-    let steps_peak_reset = measure::reset_peak_rss();
+    let (setup_peak, rss_before) = measure::start_steps_rss();
+    report.setup_peak_rss_mib = setup_peak;
     let (mut total, mut prefill, mut decode) = (vec![], vec![], vec![]);
     for i in 0..w.warmup + w.steps {
         let t = Instant::now();
@@ -579,9 +594,8 @@ fn generate(
             decode.push(all - f);
         }
     }
-    if steps_peak_reset {
-        report.steps_peak_rss_mib = measure::status_mib("VmHWM");
-    }
+    report.rss_before_steps_mib = rss_before;
+    report.steps_peak_rss_mib = rss_before.and_then(|_| measure::status_mib("VmHWM"));
     let fed = w.n * (w.prompt_len + w.response_len - 1);
     report.tokens_per_step = w.n * w.response_len;
     report.step_ms = Stats::of(&total).expect("steps ≥ 1");
@@ -691,9 +705,11 @@ fn table(r: &Report) -> String {
     let mib = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.1} MiB"));
     let _ = writeln!(
         s,
-        "peak RSS               {} (whole process, model load included); {} during the steps",
+        "peak RSS               {} whole process: {} writing/loading the model and setup, {} during the steps (from {} at their start)",
         mib(r.peak_rss_mib),
-        mib(r.steps_peak_rss_mib)
+        mib(r.setup_peak_rss_mib),
+        mib(r.steps_peak_rss_mib),
+        mib(r.rss_before_steps_mib)
     );
     let _ = writeln!(
         s,

@@ -29,6 +29,19 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Starts measuring the steps' own peak: returns the peak so far (`VmHWM`: model loading and
+/// setup), then resets the mark and returns the RSS at this point, the steps' baseline. The
+/// second is `None` when the reset is not available (then no steps peak can be given).
+pub fn start_steps_rss() -> (Option<f64>, Option<f64>) {
+    let setup_peak = status_mib("VmHWM");
+    let before = if reset_peak_rss() {
+        status_mib("VmRSS")
+    } else {
+        None
+    };
+    (setup_peak, before)
+}
+
 /// Best f32 throughput on `dev` of an `n × n × n` candle matmul over `reps` runs after one warm-up, in
 /// FLOP/s (2·n³ per product).
 pub fn matmul_peak_flops(n: usize, reps: usize, dev: &Device) -> Result<f64> {

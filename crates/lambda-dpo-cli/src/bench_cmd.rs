@@ -433,6 +433,7 @@ fn train_step(
             grad_scale: 1.0,
             backward: true,
             score: ScoreOptions::default(),
+            prefix_sharing: false,
         };
         // Forward only: the same list_step without graph or gradients.
         let t = Instant::now();

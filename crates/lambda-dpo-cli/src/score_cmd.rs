@@ -288,6 +288,8 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             grad_scale: 1.0,
             backward: false,
             score: ScoreOptions::default(),
+            // Separate forwards: the reported numbers are the reference ones.
+            prefix_sharing: false,
         };
         bar.inc(
             list.responses

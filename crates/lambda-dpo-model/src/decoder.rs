@@ -4,9 +4,11 @@
 //! One code path serves both families; they differ only in which projections carry a bias
 //! (resolved in [`ModelConfig`]). [`Model::forward_cached`] is the inference twin used by
 //! generation: the same projections, rope and attention (one shared `attend`), over the new
-//! tokens only, with keys and values kept in a [`KvCache`] and no autograd graph. Shapes use
-//! B = batch, T = time, S = key positions, H = heads, Hk = kv heads, G = H / Hk (query heads
-//! per kv head), d = head_dim, E = hidden size.
+//! tokens only, with keys and values kept in a [`KvCache`] and no autograd graph.
+//! [`Model::hidden_states_packed`] runs one prompt and several continuations as one sequence
+//! ([`PackedLayout`]: restarted positions, block attention), so the prompt is computed once.
+//! Shapes use B = batch, T = time, S = key positions, H = heads, Hk = kv heads, G = H / Hk
+//! (query heads per kv head), d = head_dim, E = hidden size.
 
 use std::path::Path;
 
@@ -35,11 +37,93 @@ pub struct Layer {
     pub proj: [Linear; 7],
 }
 
-/// What every layer's attention shares in one forward: rotary tables and the additive mask.
+/// What every layer's attention shares in one forward: rotary tables and who attends to whom.
 struct Positional {
-    cos: Tensor,  // [T, d]
-    sin: Tensor,  // [T, d]
-    mask: Tensor, // [T, T] f32, 0 or −∞
+    cos: Tensor, // [T, d]
+    sin: Tensor, // [T, d]
+    attention: Attention,
+}
+
+/// Which keys each query column may attend to.
+enum Attention {
+    /// One additive mask for every row: `[T, T]` f32, 0 or −∞ (causal for ordinary sequences).
+    Mask(Tensor),
+    /// A packed prefix-sharing row ([`PackedLayout`]), attended segment by segment: the prefix
+    /// causally over itself, then each block over `prefix ++ block` with an offset causal mask.
+    /// The result is the block mask of [`PackedLayout::mask`], without computing the scores
+    /// between blocks that the dense mask would throw away.
+    Packed {
+        prefix: usize,
+        prefix_mask: Tensor, // [P, P]
+        /// `(start column, length, mask [len, P + len])` of every non-empty block.
+        blocks: Vec<(usize, usize, Tensor)>,
+    },
+}
+
+/// The column layout of one packed prefix-sharing sequence: a shared prefix of `prefix`
+/// columns followed by blocks of `blocks[i]` columns.
+///
+/// ```text
+/// columns    0 … P−1 | P … P+L₀−1 | P+L₀ … P+L₀+L₁−1 | …
+/// positions  0 … P−1 | P … P+L₀−1 | P    … P+L₁−1    | …     (restarted after the prefix)
+/// attention  causal  | prefix + own earlier block columns; never another block
+/// ```
+///
+/// Each block then computes exactly what the sequence `prefix ++ block` computes alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedLayout {
+    /// Shared prefix columns (≥ 1).
+    pub prefix: usize,
+    /// Columns of each block, in order; 0 is allowed (a block with nothing to run).
+    pub blocks: Vec<usize>,
+}
+
+impl PackedLayout {
+    /// Total columns T = prefix + Σ blocks.
+    pub fn len(&self) -> usize {
+        self.prefix + self.blocks.iter().sum::<usize>()
+    }
+
+    /// Whether the layout has no column at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// First column of block `i`.
+    pub fn block_start(&self, i: usize) -> usize {
+        self.prefix + self.blocks[..i].iter().sum::<usize>()
+    }
+
+    /// Rotary position of every column: `0..P`, then `P..P+L_i` again for each block.
+    pub fn positions(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = (0..self.prefix as u32).collect();
+        for &len in &self.blocks {
+            out.extend((self.prefix..self.prefix + len).map(|p| p as u32));
+        }
+        out
+    }
+
+    /// The dense additive block mask `[T, T]` (0 = may attend, −∞ = may not). The packed
+    /// forward never builds it (see [`Model::hidden_states_packed`]); it is here for
+    /// [`Model::hidden_states_masked`] and for tests.
+    pub fn mask(&self, device: &Device) -> Result<Tensor> {
+        let t = self.len();
+        // Segment of every column: None for the prefix, Some(i) for block i.
+        let mut seg = vec![None; self.prefix];
+        for (i, &len) in self.blocks.iter().enumerate() {
+            seg.extend(std::iter::repeat_n(Some(i), len));
+        }
+        let mut v = vec![f32::NEG_INFINITY; t * t];
+        for q in 0..t {
+            for k in 0..=q {
+                // Keys before the query: the prefix always, a block column only from its own block.
+                if seg[k].is_none() || seg[k] == seg[q] {
+                    v[q * t + k] = 0.0;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(v, (t, t), device)?)
+    }
 }
 
 /// A loaded base model. Cloning is cheap (tensors are reference-counted).
@@ -159,11 +243,84 @@ impl Model {
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let (_b, t) = ids.dims2()?;
+        let mask = causal_mask(t, &self.device)?;
+        self.run_layers(ids, positions, Attention::Mask(mask), lora)
+    }
+
+    /// [`Model::hidden_states`] with an explicit additive attention mask (f32, 0 or −∞,
+    /// broadcastable to `[B, H, T, T]`; every query must see at least one key).
+    pub fn hidden_states_masked(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        mask: &Tensor,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
+        let mask = mask.to_dtype(DType::F32)?.to_device(&self.device)?;
+        self.run_layers(ids, positions, Attention::Mask(mask), lora)
+    }
+
+    /// Hidden states (before the final norm) of one packed prefix-sharing sequence,
+    /// `ids: [1, T]` laid out as `layout` says → `[1, T, E]`. Block i's columns equal those of
+    /// running `prefix ++ block i` alone through [`Model::hidden_states`] (up to float
+    /// rounding), but the prefix is computed once.
+    ///
+    /// Attention runs segment by segment (the prefix over itself; each block over the prefix
+    /// and itself), which is the block mask of [`PackedLayout::mask`] without the `[T, T]`
+    /// scores between blocks. LoRA dropout, when on, draws one mask over the packed columns,
+    /// so the prefix shares its dropout mask across blocks (separate forwards draw one per row).
+    pub fn hidden_states_packed(
+        &self,
+        ids: &Tensor,
+        layout: &PackedLayout,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if b != 1 || t != layout.len() || layout.prefix == 0 {
+            return Err(ModelError::Input(format!(
+                "packed forward: ids are {b}×{t}, the layout has a prefix of {} and {} columns; expected 1×{} with a prefix ≥ 1",
+                layout.prefix,
+                layout.len(),
+                layout.len()
+            )));
+        }
+        let p = layout.prefix;
+        let mut blocks = Vec::with_capacity(layout.blocks.len());
+        let mut start = p;
+        for &len in &layout.blocks {
+            if len > 0 {
+                blocks.push((start, len, causal_mask_offset(len, p, &self.device)?));
+            }
+            start += len;
+        }
+        let attention = Attention::Packed {
+            prefix: p,
+            prefix_mask: causal_mask(p, &self.device)?,
+            blocks,
+        };
+        self.run_layers(ids, &layout.positions(), attention, lora)
+    }
+
+    /// Embedding, the decoder blocks, no final norm: `ids: [B, T]` → `[B, T, E]`.
+    fn run_layers(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        attention: Attention,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
+        let (_b, t) = ids.dims2()?;
+        if positions.len() != t {
+            return Err(ModelError::Input(format!(
+                "forward: {} positions for {t} columns",
+                positions.len()
+            )));
+        }
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions, self.dtype, &self.device)?; // [T, d]
         let pos = Positional {
             cos,
             sin,
-            mask: causal_mask(t, &self.device)?,
+            attention,
         };
         let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((
             ids.dim(0)?,
@@ -205,7 +362,30 @@ impl Model {
         let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
         let q = rope::apply(&q, &pos.cos, &pos.sin)?;
         let k = rope::apply(&k, &pos.cos, &pos.sin)?;
-        let out = self.attend(&q, &k, &v, &pos.mask)?; // [B, T, H·d]
+        let out = match &pos.attention {
+            Attention::Mask(mask) => self.attend(&q, &k, &v, mask)?, // [B, T, H·d]
+            Attention::Packed {
+                prefix,
+                prefix_mask,
+                blocks,
+            } => {
+                let p = *prefix;
+                let kp = k.narrow(2, 0, p)?.contiguous()?; // [B, Hk, P, d]
+                let vp = v.narrow(2, 0, p)?.contiguous()?; // [B, Hk, P, d]
+                let mut parts = Vec::with_capacity(blocks.len() + 1);
+                let qp = q.narrow(2, 0, p)?.contiguous()?; // [B, H, P, d]
+                parts.push(self.attend(&qp, &kp, &vp, prefix_mask)?); // [B, P, H·d]
+                for (start, len, mask) in blocks {
+                    // Block keys = prefix keys then the block's own: what `prefix ++ block`
+                    // would see alone, with the same key order.
+                    let kb = Tensor::cat(&[&kp, &k.narrow(2, *start, *len)?], 2)?; // [B, Hk, P+L, d]
+                    let vb = Tensor::cat(&[&vp, &v.narrow(2, *start, *len)?], 2)?; // [B, Hk, P+L, d]
+                    let qb = q.narrow(2, *start, *len)?.contiguous()?; // [B, H, L, d]
+                    parts.push(self.attend(&qb, &kb, &vb, mask)?); // [B, L, H·d]
+                }
+                Tensor::cat(&parts, 1)? // [B, T, H·d]
+            }
+        };
         self.project(i, layer, Target::O, &out, lora)
     }
 

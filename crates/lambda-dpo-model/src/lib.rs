@@ -25,7 +25,7 @@ pub mod weights;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Architecture, ModelConfig, RopeScaling};
-pub use decoder::{KvCache, Model};
+pub use decoder::{KvCache, Model, PackedLayout};
 pub use error::{ModelError, Result};
 pub use generate::{
     generate, generate_with_progress, row_seed, stop_token_ids, FinishReason, GenerateOptions,

@@ -8,10 +8,22 @@
 //! Logits are computed only at the positions that predict a scored token (the hidden state at
 //! t−1 predicts token t), after gathering those rows, so prompt positions never touch the
 //! vocabulary matrix; log-softmax is in f32 and chunked (see [`crate::ops::lm_head_logprobs`]).
+//!
+//! [`Model::score_shared`] scores N continuations of one prompt in a single packed forward
+//! (prefix sharing): `prompt ++ y_1[..C_1−1] ++ … ++ y_N[..C_N−1]`, each response block at
+//! positions restarted after the prompt and attending to the prompt and to itself only.
+//!
+//! ```text
+//! separate: N·(P + C) columns        packed: P + Σ_i (C_i − 1) columns
+//! y_i[0]  is predicted by the last prompt column (shared by all N responses)
+//! y_i[j]  is predicted by block i's column j−1            (j ≥ 1)
+//! ```
+//!
+//! A response's last token is never an input to anything scored, so it is not run at all.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
-use crate::decoder::Model;
+use crate::decoder::{Model, PackedLayout};
 use crate::error::{ModelError, Result};
 use crate::lora::LoraRun;
 use crate::ops::lm_head_logprobs;
@@ -111,18 +123,97 @@ impl Model {
             }
             offsets.push(rows.len());
         }
+        self.gather_and_score(&hidden, rows, &targets, seq_of, offsets, opts)
+    }
+
+    /// Scores N continuations of one prompt in one packed forward (see the module docs):
+    /// the same [`Scored`] as [`Model::score`] over the requests `prompt ++ continuation_i`
+    /// with `start = prompt.len()`, up to float rounding, with the prompt computed once.
+    ///
+    /// With LoRA dropout on, the prompt's columns get one dropout mask shared by all
+    /// continuations (separate forwards draw one per row), so with `dropout > 0` the values are
+    /// a different draw from [`Model::score`]'s, not equal to them.
+    pub fn score_shared<R: AsRef<[u32]>>(
+        &self,
+        prompt: &[u32],
+        continuations: &[R],
+        lora: Option<LoraRun<'_>>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
+        if continuations.is_empty() {
+            return Err(ModelError::Input("no sequences to score".into()));
+        }
+        let p = prompt.len();
+        let vocab = self.config.vocab_size as u32;
+        for (i, c) in continuations.iter().enumerate() {
+            let c = c.as_ref();
+            if p == 0 || c.is_empty() {
+                return Err(ModelError::Input(format!(
+                    "sequence {i}: completion_start = {p} but the sequence has {} tokens; expected 1 ≤ completion_start < length (the first token has no context to be scored in)",
+                    p + c.len()
+                )));
+            }
+            if let Some(bad) = prompt.iter().chain(c).find(|&&t| t >= vocab) {
+                return Err(ModelError::Input(format!(
+                    "sequence {i}: token id {bad} is outside the vocabulary (size {vocab})"
+                )));
+            }
+        }
+        // Block i runs y_i[..C_i−1]: its last token predicts nothing that is scored.
+        let layout = PackedLayout {
+            prefix: p,
+            blocks: continuations.iter().map(|c| c.as_ref().len() - 1).collect(),
+        };
+        let mut ids = Vec::with_capacity(layout.len());
+        ids.extend_from_slice(prompt);
+        for c in continuations {
+            let c = c.as_ref();
+            ids.extend_from_slice(&c[..c.len() - 1]);
+        }
+        let t = ids.len();
+        let ids = Tensor::from_vec(ids, (1, t), &self.device)?; // [1, T]
+        let hidden = self.hidden_states_packed(&ids, &layout, lora)?; // [1, T, E]
+
+        // y_i[0] ← the last prompt column (the same row for every i); y_i[j] ← block column j−1.
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        let mut seq_of = Vec::new();
+        let mut offsets = vec![0];
+        let mut start = p;
+        for (s, c) in continuations.iter().enumerate() {
+            let c = c.as_ref();
+            for (j, &tok) in c.iter().enumerate() {
+                rows.push(if j == 0 { p - 1 } else { start + j - 1 } as u32);
+                targets.push(tok);
+                seq_of.push(s as u32);
+            }
+            offsets.push(rows.len());
+            start += c.len() - 1;
+        }
+        self.gather_and_score(&hidden, rows, &targets, seq_of, offsets, opts)
+    }
+
+    /// Log-probs of `targets` from the rows `rows` of `hidden: [B, T, E]` (flattened), summed
+    /// per sequence (`seq_of`): final norm and the chunked lm-head on the gathered rows only.
+    fn gather_and_score(
+        &self,
+        hidden: &Tensor,
+        rows: Vec<u32>,
+        targets: &[u32],
+        seq_of: Vec<u32>,
+        offsets: Vec<usize>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
+        let (b, t, e) = hidden.dims3()?;
         let m = rows.len();
-        let flat = hidden.reshape((b * t, hidden.dim(D::Minus1)?))?; // [B·T, E]
+        let flat = hidden.reshape((b * t, e))?; // [B·T, E]
         let picked = flat.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?; // [M, E]
         let normed = self.final_norm(&picked)?; // [M, E]
         let token_logprobs =
-            lm_head_logprobs(&normed, &self.lm_head, &targets, opts.logit_rows_per_chunk)?; // [M]
+            lm_head_logprobs(&normed, &self.lm_head, targets, opts.logit_rows_per_chunk)?; // [M]
         let seq_idx = Tensor::from_vec(seq_of, m, &self.device)?;
-        let sums = Tensor::zeros(b, candle_core::DType::F32, &self.device)?.index_add(
-            &seq_idx,
-            &token_logprobs,
-            0,
-        )?; // [S]
+        let sums = Tensor::zeros(offsets.len() - 1, candle_core::DType::F32, &self.device)?
+            .index_add(&seq_idx, &token_logprobs, 0)?; // [S]
         Ok(Scored {
             token_logprobs,
             sums,

@@ -637,6 +637,36 @@ fn resume_after_a_lost_checkpoint_cuts_the_log_back_and_stays_bit_identical() {
     assert_eq!(strip(&full), strip(&part));
 }
 
+/// `train.prefix_sharing` reaches the step: two steps (with held-out evaluation) log the same
+/// losses as separate forwards, up to float rounding (dropout off, see below).
+#[test]
+fn prefix_sharing_run_logs_the_losses_of_separate_forwards() {
+    let dir = setup();
+    let losses = |name: &str, on: bool| -> Vec<f64> {
+        let mut cfg = config(
+            dir.path(),
+            name,
+            &format!("prefix_sharing = {on}\neval_every = 1"),
+        );
+        cfg.train.max_steps = Some(2);
+        // LoRA dropout would draw other masks for the shared prompt (one per list instead of
+        // one per response): equal losses need it off.
+        cfg.lora.dropout = 0.0;
+        train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+        metrics(&cfg.train.output_dir)
+            .iter()
+            .flat_map(|r| ["loss", "eval/loss"].map(|k| r.get(k).and_then(|v| v.as_f64())))
+            .flatten()
+            .collect()
+    };
+    let (a, b) = (losses("separate", false), losses("shared", true));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() >= 4, "{a:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5 * x.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+}
+
 /// Every loss and loop option the other tests leave out, 2 steps each: the loss stays finite
 /// and the product is written.
 #[test]
@@ -659,6 +689,10 @@ fn every_loss_reference_mode_and_loop_option_runs_two_steps() {
         ("reference-none", "[reference]\nmode = \"none\"".into()),
         ("lambda-per-step", "[lambda]\nper = \"step\"".into()),
         ("chunk-size-2", "chunk_size = 2".into()),
+        (
+            "prefix-sharing-chunked-cache",
+            "prefix_sharing = true\nchunk_size = 3\n[reference]\nmode = \"cache\"".into(),
+        ),
         ("keep-last-1", "save_every = 1\nkeep_last = 1".into()),
     ];
     for (name, extra) in cases {

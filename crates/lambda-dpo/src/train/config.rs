@@ -276,6 +276,14 @@ pub struct TrainSection {
     pub seed: u64,
     /// Responses per forward (bounded memory for large N); default: all of a list at once.
     pub chunk_size: Option<usize>,
+    /// Prefix sharing: run each list's prompt once, with its responses packed after it in one
+    /// sequence (restarted positions, each response attending to the prompt and itself only),
+    /// instead of once per response: P + Σ C_i tokens per forward instead of N·(P + C). Same
+    /// log-probs and gradients up to float rounding; applies to the policy, the disabled-adapter
+    /// or separate-model reference and the reference cache. With `chunk_size` < N each chunk is
+    /// one packed forward. With LoRA dropout the prompt shares one dropout mask across the
+    /// responses. Default false.
+    pub prefix_sharing: bool,
     /// Evaluate on the held-out lists every K optimizer steps, at the end, and (when set) once
     /// before the first update, at step 0. Default: at the end only.
     pub eval_every: Option<u64>,
@@ -305,6 +313,7 @@ impl Default for TrainSection {
             adam: AdamWConfig::default(),
             seed: 42,
             chunk_size: None,
+            prefix_sharing: false,
             eval_every: None,
             save_every: None,
             keep_last: 2,

@@ -88,13 +88,16 @@ pub fn model_identity(dir: &Path, h: &mut Fnv) -> TrainResult<()> {
 }
 
 /// Loads the cache when its fingerprint matches, else computes it with `model` (no adapter) and
-/// writes it. Returns the values and where they came from, for the log.
+/// writes it, each list in one packed forward when `prefix_sharing` (the values agree with
+/// separate forwards to float rounding, so the fingerprint does not include it). Returns the
+/// values and where they came from, for the log.
 pub fn load_or_build(
     data: &Path,
     fallback_dir: &Path,
     lists: &[&RenderedList],
     model: &Model,
     model_fingerprint: u64,
+    prefix_sharing: bool,
 ) -> TrainResult<(Vec<Vec<f64>>, String)> {
     let mut h = Fnv(model_fingerprint);
     for l in lists {
@@ -126,6 +129,13 @@ pub fn load_or_build(
     }
     let mut values = Vec::with_capacity(lists.len());
     for l in lists {
+        if prefix_sharing {
+            let sums = model
+                .score_shared(&l.prompt_ids, &l.responses, None, ScoreOptions::default())?
+                .sums;
+            values.push(sums.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?);
+            continue;
+        }
         let ids: Vec<Vec<u32>> = l
             .responses
             .iter()

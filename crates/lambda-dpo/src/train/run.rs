@@ -646,6 +646,7 @@ fn preference_list(
         grad_scale: pass.grad_scale,
         backward: pass.backward,
         score: ScoreOptions::default(),
+        prefix_sharing: cfg.train.prefix_sharing,
     };
     match list_step_for(
         model, &adapter, trainable, objective, input, reference, opts,
@@ -723,6 +724,7 @@ fn reference_cache(
                 &train.iter().collect::<Vec<_>>(),
                 reference,
                 h.0,
+                cfg.train.prefix_sharing,
             )?;
             eprintln!("reference cache: {how}");
             let (e, how) = refcache::load_or_build(
@@ -731,13 +733,21 @@ fn reference_cache(
                 &eval.iter().collect::<Vec<_>>(),
                 reference,
                 h.0,
+                cfg.train.prefix_sharing,
             )?;
             eprintln!("reference cache: {how}");
             (t, e)
         }
         None => {
             let all: Vec<&RenderedList> = train.iter().chain(eval).collect();
-            let (mut t, how) = refcache::load_or_build(&train_key, out, &all, reference, h.0)?;
+            let (mut t, how) = refcache::load_or_build(
+                &train_key,
+                out,
+                &all,
+                reference,
+                h.0,
+                cfg.train.prefix_sharing,
+            )?;
             eprintln!("reference cache: {how}");
             let e = t.split_off(train.len());
             (t, e)

@@ -11,6 +11,11 @@
 //! back-propagating its share of the surrogate — peak memory is one chunk's activations. LoRA
 //! dropout masks are a pure function of (seed, chunk), so both passes see identical masks and the
 //! result equals the one-pass gradient.
+//!
+//! With `prefix_sharing` every forward (policy, and a reference computed here) runs the prompt
+//! once and the chunk's responses after it in one packed sequence ([`Model::score_shared`]);
+//! the values equal separate forwards up to float rounding. With `chunk_size < N` each chunk is
+//! its own packed forward, so the prompt is run once per chunk and per pass.
 
 use candle_core::{DType, Tensor, Var};
 use lambda_dpo_math::{LossInput, LossOutput, Objective, Target};
@@ -51,6 +56,9 @@ pub struct StepOptions {
     /// `false` for evaluation: loss and statistics only, no graph kept, no gradients.
     pub backward: bool,
     pub score: ScoreOptions,
+    /// Run the prompt once per forward, with the responses packed after it (block attention,
+    /// restarted positions) instead of once per response (`train.prefix_sharing`).
+    pub prefix_sharing: bool,
 }
 
 /// What one list produced.
@@ -96,24 +104,14 @@ pub fn list_step_for(
     reference: Reference<'_>,
     opts: StepOptions,
 ) -> TrainResult<ListStep> {
-    let ids: Vec<Vec<u32>> = list
-        .responses
-        .iter()
-        .map(|r| list.prompt.iter().chain(r).copied().collect())
-        .collect();
-    let start = list.prompt.len();
+    let forward = Forward::new(list, opts);
+    let n = list.responses.len();
     let lengths: Vec<usize> = list.responses.iter().map(Vec::len).collect();
     let chunk = opts.chunk_size.max(1);
-    let chunks: Vec<std::ops::Range<usize>> = (0..ids.len())
+    let chunks: Vec<std::ops::Range<usize>> = (0..n)
         .step_by(chunk)
-        .map(|s| s..(s + chunk).min(ids.len()))
+        .map(|s| s..(s + chunk).min(n))
         .collect();
-    let requests = |r: &std::ops::Range<usize>| -> Vec<ScoreRequest<'_>> {
-        ids[r.clone()]
-            .iter()
-            .map(|ids| ScoreRequest { ids, start })
-            .collect()
-    };
     // Dropout seed per chunk, so pass 1 and pass 2 apply the same masks.
     let run = |c: usize| LoraRun {
         adapter,
@@ -123,18 +121,18 @@ pub fn list_step_for(
     };
 
     // Pass 1 (or the only pass): policy log-probs, keeping the graph only when one chunk.
-    let mut policy = Vec::with_capacity(ids.len());
+    let mut policy = Vec::with_capacity(n);
     let mut kept: Option<Tensor> = None;
     for (c, r) in chunks.iter().enumerate() {
-        let sums = model.score(&requests(r), Some(run(c)), opts.score)?.sums; // [K]
+        let sums = forward.sums(model, r, Some(run(c)))?; // [K]
         policy.extend(to_f64(&sums)?);
         if chunks.len() == 1 && opts.backward {
             kept = Some(sums);
         }
     }
     let reference_logps = match reference {
-        Reference::DisabledAdapter => Some(reference_logps(model, &chunks, &requests, opts.score)?),
-        Reference::Model(m) => Some(reference_logps(m, &chunks, &requests, opts.score)?),
+        Reference::DisabledAdapter => Some(reference_logps(model, &chunks, &forward)?),
+        Reference::Model(m) => Some(reference_logps(m, &chunks, &forward)?),
         Reference::Given(v) => Some(v.to_vec()),
         Reference::None => None,
     };
@@ -160,7 +158,7 @@ pub fn list_step_for(
     for (c, r) in chunks.iter().enumerate() {
         let sums = match kept.take() {
             Some(s) => s,
-            None => model.score(&requests(r), Some(run(c)), opts.score)?.sums,
+            None => forward.sums(model, r, Some(run(c)))?,
         };
         let g: Vec<f32> = output.grad[r.clone()]
             .iter()
@@ -194,16 +192,60 @@ pub fn list_step_for(
     })
 }
 
+/// The forward of one list's responses: separate rows `prompt ++ y_i`, or one packed sequence.
+struct Forward<'a> {
+    list: ListInput<'a>,
+    /// `prompt ++ y_i` per response; empty with prefix sharing (never needed).
+    ids: Vec<Vec<u32>>,
+    opts: StepOptions,
+}
+
+impl<'a> Forward<'a> {
+    fn new(list: ListInput<'a>, opts: StepOptions) -> Self {
+        let ids = if opts.prefix_sharing {
+            Vec::new()
+        } else {
+            list.responses
+                .iter()
+                .map(|r| list.prompt.iter().chain(r).copied().collect())
+                .collect()
+        };
+        Self { list, ids, opts }
+    }
+
+    /// Summed log-probs `[K]` of the responses in `r`.
+    fn sums(
+        &self,
+        model: &Model,
+        r: &std::ops::Range<usize>,
+        lora: Option<LoraRun<'_>>,
+    ) -> TrainResult<Tensor> {
+        let (prompt, score) = (self.list.prompt, self.opts.score);
+        let scored = if self.opts.prefix_sharing {
+            model.score_shared(prompt, &self.list.responses[r.clone()], lora, score)?
+        } else {
+            let requests: Vec<ScoreRequest<'_>> = self.ids[r.clone()]
+                .iter()
+                .map(|ids| ScoreRequest {
+                    ids,
+                    start: prompt.len(),
+                })
+                .collect();
+            model.score(&requests, lora, score)?
+        };
+        Ok(scored.sums)
+    }
+}
+
 /// Reference log-probs without adapter (no graph: the base weights are not variables).
-fn reference_logps<'r>(
+fn reference_logps(
     model: &Model,
     chunks: &[std::ops::Range<usize>],
-    requests: &dyn Fn(&std::ops::Range<usize>) -> Vec<ScoreRequest<'r>>,
-    score: ScoreOptions,
+    forward: &Forward<'_>,
 ) -> TrainResult<Vec<f64>> {
     let mut out = Vec::new();
     for r in chunks {
-        out.extend(to_f64(&model.score(&requests(r), None, score)?.sums)?);
+        out.extend(to_f64(&forward.sums(model, r, None)?)?);
     }
     Ok(out)
 }

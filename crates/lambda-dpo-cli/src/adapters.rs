@@ -3,6 +3,7 @@
 //! λ to render into the prompts), or the soup of several (Σ λ_k ΔW_k). Shared by `generate` and
 //! `export`, so both accept and refuse exactly the same combinations.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -70,78 +71,129 @@ pub fn load_adapter(
     device: &Device,
 ) -> Result<(Option<Adapter>, Option<PromptLambda>)> {
     check_adapter_flags(adapters, lambda)?;
-    let mut loaded = Vec::with_capacity(adapters.len());
-    for dir in adapters {
-        loaded.push(
-            Adapter::load(dir, config, device)
-                .with_context(|| format!("loading adapter {}", dir.display()))?,
-        );
+    let set = AdapterSet::load(adapters, config, device)?;
+    let (adapter, prompt) = set.bind(lambda)?;
+    Ok((adapter.map(Cow::into_owned), prompt))
+}
+
+/// The adapters of `--adapter`, loaded once, with their conditioning records; [`AdapterSet::bind`]
+/// turns them into the policy at a λ (what `eval-prefs --sweep` does at every grid point).
+pub struct AdapterSet {
+    paths: Vec<PathBuf>,
+    loaded: Vec<Adapter>,
+    /// The conditioning record of a single adapter (`None` for soups and plain adapters).
+    info: Option<ConditioningInfo>,
+}
+
+impl AdapterSet {
+    pub fn load(adapters: &[PathBuf], config: &ModelConfig, device: &Device) -> Result<Self> {
+        let mut loaded = Vec::with_capacity(adapters.len());
+        for dir in adapters {
+            loaded.push(
+                Adapter::load(dir, config, device)
+                    .with_context(|| format!("loading adapter {}", dir.display()))?,
+            );
+        }
+        let info = match adapters {
+            [dir] => ConditioningInfo::load(dir)
+                .with_context(|| format!("reading the conditioning record of {}", dir.display()))?,
+            _ => None,
+        };
+        Ok(Self {
+            paths: adapters.to_vec(),
+            loaded,
+            info,
+        })
     }
-    match (loaded.len(), lambda) {
-        (0, _) => Ok((None, None)),
-        (1, None) => {
-            let a = loaded.pop().expect("one");
-            if a.is_lambda_conditioned() {
-                return Err(InputError::new(
-                    "--lambda",
-                    None,
-                    None,
-                    format!(
-                        "missing: {} is an SVD-LoRA adapter and runs at a λ over {} preference dimensions",
-                        adapters[0].display(),
-                        a.config.lambda_dims
-                    ),
-                )
-                .hint(format!(
-                    "pass e.g. --lambda {}",
-                    vec![format!("{:.3}", 1.0 / a.config.lambda_dims as f64); a.config.lambda_dims]
-                        .join(",")
-                ))
-                .into());
-            }
-            Ok((Some(a), None))
-        }
-        (1, Some(lambda)) => {
-            let dir = &adapters[0];
-            let a = loaded.pop().expect("one");
-            let info = ConditioningInfo::load(dir)
-                .with_context(|| format!("reading the conditioning record of {}", dir.display()))?;
-            let bad = |msg: String| -> anyhow::Error {
-                InputError::new("--lambda", None, None, msg).into()
-            };
-            match info.map(|i| (i.conditioning, i.dimensions)) {
-                Some((Conditioning::Prompt, dims)) => {
-                    check_simplex(lambda, &dims)?;
-                    Ok((Some(a), Some((dims, quantize_lambda(lambda)))))
+
+    /// Whether the policy changes with λ: a soup, an SVD-LoRA adapter or a prompt-conditioned one.
+    pub fn steerable(&self) -> bool {
+        self.loaded.len() > 1
+            || self.loaded.iter().any(Adapter::is_lambda_conditioned)
+            || self.prompt_conditioned()
+    }
+
+    /// Whether λ is rendered into the prompts (a prompt-conditioned adapter).
+    pub fn prompt_conditioned(&self) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|i| i.conditioning == Conditioning::Prompt)
+    }
+
+    /// The dimension names a conditioned adapter was trained on, in λ's order.
+    pub fn dimensions(&self) -> Option<&[String]> {
+        self.info.as_ref().map(|i| i.dimensions.as_slice())
+    }
+
+    /// The policy at `lambda` (see [`load_adapter`]): borrowed when nothing depends on λ.
+    pub fn bind(
+        &self,
+        lambda: Option<&[f64]>,
+    ) -> Result<(Option<Cow<'_, Adapter>>, Option<PromptLambda>)> {
+        check_adapter_flags(&self.paths, lambda)?;
+        match (self.loaded.as_slice(), lambda) {
+            ([], _) => Ok((None, None)),
+            ([a], None) => {
+                if a.is_lambda_conditioned() {
+                    return Err(InputError::new(
+                        "--lambda",
+                        None,
+                        None,
+                        format!(
+                            "missing: {} is an SVD-LoRA adapter and runs at a λ over {} preference dimensions",
+                            self.paths[0].display(),
+                            a.config.lambda_dims
+                        ),
+                    )
+                    .hint(format!(
+                        "pass e.g. --lambda {}",
+                        vec![format!("{:.3}", 1.0 / a.config.lambda_dims as f64); a.config.lambda_dims]
+                            .join(",")
+                    ))
+                    .into());
                 }
-                _ if a.is_lambda_conditioned() => Ok((
-                    Some(
-                        a.with_lambda(lambda)
-                            .map_err(|e| bad(e.to_string()))?,
-                    ),
-                    None,
-                )),
-                _ => Err(InputError::new(
-                    "--lambda",
-                    None,
-                    None,
-                    format!("{} is not λ-conditioned (no lambda_conditioning.json from a run with lambda.conditioning = \"prompt\" or \"svd-lora\"), so there is no λ to set", dir.display()),
-                )
-                .hint("drop --lambda to run the adapter as it is, or pass one --adapter per preference dimension to combine them into a soup")
-                .into()),
+                Ok((Some(Cow::Borrowed(a)), None))
             }
+            ([a], Some(lambda)) => {
+                let bad = |msg: String| -> anyhow::Error {
+                    InputError::new("--lambda", None, None, msg).into()
+                };
+                match self.info.as_ref().map(|i| (i.conditioning, &i.dimensions)) {
+                    Some((Conditioning::Prompt, dims)) => {
+                        check_simplex(lambda, dims)?;
+                        Ok((
+                            Some(Cow::Borrowed(a)),
+                            Some((dims.clone(), quantize_lambda(lambda))),
+                        ))
+                    }
+                    _ if a.is_lambda_conditioned() => Ok((
+                        Some(Cow::Owned(
+                            a.with_lambda(lambda).map_err(|e| bad(e.to_string()))?,
+                        )),
+                        None,
+                    )),
+                    _ => Err(InputError::new(
+                        "--lambda",
+                        None,
+                        None,
+                        format!("{} is not λ-conditioned (no lambda_conditioning.json from a run with lambda.conditioning = \"prompt\" or \"svd-lora\"), so there is no λ to set", self.paths[0].display()),
+                    )
+                    .hint("drop --lambda to run the adapter as it is, or pass one --adapter per preference dimension to combine them into a soup")
+                    .into()),
+                }
+            }
+            (loaded, Some(lambdas)) => {
+                let refs: Vec<&Adapter> = loaded.iter().collect();
+                let s = soup(&refs, lambdas).with_context(|| {
+                    format!(
+                        "combining {} adapters into a soup with λ = {lambdas:?}",
+                        refs.len()
+                    )
+                })?;
+                Ok((Some(Cow::Owned(s)), None))
+            }
+            (_, None) => unreachable!("checked by check_adapter_flags"),
         }
-        (_, Some(lambdas)) => {
-            let refs: Vec<&Adapter> = loaded.iter().collect();
-            let s = soup(&refs, lambdas).with_context(|| {
-                format!(
-                    "combining {} adapters into a soup with λ = {lambdas:?}",
-                    refs.len()
-                )
-            })?;
-            Ok((Some(s), None))
-        }
-        (_, None) => unreachable!("checked by check_adapter_flags"),
     }
 }
 

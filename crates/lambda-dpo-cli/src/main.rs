@@ -7,6 +7,7 @@ mod bench_cmd;
 mod data_cmd;
 mod demo_cmd;
 mod eval_cmd;
+mod eval_prefs_cmd;
 mod export;
 mod generate_cmd;
 mod input_error;
@@ -16,6 +17,7 @@ mod progress;
 mod runtime;
 mod schedule;
 mod score_cmd;
+mod scoring;
 mod train_cmd;
 
 use std::process::ExitCode;
@@ -50,6 +52,8 @@ enum Command {
     Score(score_cmd::ScoreArgs),
     /// The paper's benchmarks (ARC, HellaSwag, MMLU, TruthfulQA, WSC273, GSM8K) computed exactly as lm-eval-harness does, on local files.
     Eval(eval_cmd::EvalArgs),
+    /// Per-dimension agreement of a policy's implicit rewards with held-out ratings (CE, top-1, pairwise accuracy, Kendall τ), at one λ or over a λ grid.
+    EvalPrefs(eval_prefs_cmd::EvalPrefsArgs),
     /// Generate completions (greedy or sampled, batched) with a model, an adapter or an adapter soup.
     Generate(generate_cmd::GenerateArgs),
     /// Measure training-step, scoring and generation throughput, peak memory and MFU on a stated workload (built-in random models or a model folder).
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Score(args) => score_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::EvalPrefs(args) => eval_prefs_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
     };
     match result {

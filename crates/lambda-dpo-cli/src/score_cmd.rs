@@ -30,17 +30,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use lambda_dpo::data::{self, DataError, LambdaSpec, LoadOptions, MissingPolicy, RenderedList};
+use lambda_dpo::data::{self, LambdaSpec, LoadOptions, MissingPolicy};
 use lambda_dpo::train::{list_step, ListInput, Reference, StepOptions, TrainError};
 use lambda_dpo_math::rank::top1_agreement;
 use lambda_dpo_math::{mixed_target, LogpMode, Loss, MathError, Objective};
-use lambda_dpo_model::{
-    Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest, Tokenizer,
-};
+use lambda_dpo_model::{Adapter, LoraConfig, Model, ScoreOptions, Tokenizer};
 
 use crate::input_error::InputError;
 use crate::progress::tokens_bar;
 use crate::runtime::{device, parse_dtype};
+use crate::scoring::{
+    at_list, check_list, check_temperature, data_error, list_logps, parse_missing, RefArgs,
+    RefSource,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ScoreArgs {
@@ -50,15 +52,8 @@ pub struct ScoreArgs {
     /// PEFT LoRA adapter applied on top of --model for the policy (default: the base alone).
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Reference model folder (e.g. the SFT model). Default: --model with the adapter disabled.
-    #[arg(long, conflicts_with = "reference_free")]
-    ref_model: Option<PathBuf>,
-    /// PEFT LoRA adapter for the reference, on --ref-model (or on --model when no --ref-model).
-    #[arg(long, conflicts_with = "reference_free")]
-    ref_adapter: Option<PathBuf>,
-    /// Reference log-probs are zeros (the λ-DPO authors' LoRA runs).
-    #[arg(long)]
-    reference_free: bool,
+    #[command(flatten)]
+    reference: RefArgs,
     /// Preference data file (any supported format: listwise, UltraFeedback, TRL pairs, …).
     #[arg(long)]
     data: PathBuf,
@@ -121,55 +116,12 @@ enum LogpArg {
     Mean,
 }
 
-/// Where the reference log-probs come from, resolved from the flags.
-enum RefSource {
-    /// The policy model with its adapter disabled.
-    DisabledAdapter,
-    /// A separate model, no adapter.
-    Model(Model),
-    /// A model (the policy's base when `None`) with its own adapter.
-    Adapted(Option<Model>, Adapter),
-    /// Zeros.
-    Free,
-}
-
-impl RefSource {
-    fn describe(&self, args: &ScoreArgs) -> String {
-        let show = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or(String::new(), |p| p.display().to_string())
-        };
-        match self {
-            RefSource::DisabledAdapter => {
-                format!("{} with the adapter disabled", args.model.display())
-            }
-            RefSource::Model(_) => show(&args.ref_model),
-            RefSource::Adapted(Some(_), _) => {
-                format!("{} + {}", show(&args.ref_model), show(&args.ref_adapter))
-            }
-            RefSource::Adapted(None, _) => {
-                format!("{} + {}", args.model.display(), show(&args.ref_adapter))
-            }
-            RefSource::Free => "none (reference-free)".into(),
-        }
-    }
-}
-
 pub fn run(args: &ScoreArgs) -> Result<()> {
     // 1. Flags → objective and λ spec, before anything is loaded.
     let loss = resolve_loss(args)?;
     let objective = Objective::new(loss);
     let lambda_spec = LambdaSpec::parse(&args.lambda, Path::new("--lambda")).map_err(data_error)?;
-    if !(args.target_temperature >= 0.0 && args.target_temperature.is_finite()) {
-        return Err(InputError::new(
-            "--target-temperature",
-            None,
-            None,
-            format!("expected T ≥ 0, found {}", args.target_temperature),
-        )
-        .hint("T = 1 is the paper's default; 0 is the hard argmax")
-        .into());
-    }
+    check_temperature(args.target_temperature)?;
     let dtype = parse_dtype(&args.dtype)?;
     let device = device()?;
 
@@ -204,14 +156,15 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             Adapter::new(&model.config, empty, 0, &device)?
         }
     };
-    let reference = resolve_reference(args, &loss, dtype, &device, &model)?;
-    let mut vocab = model.config.vocab_size;
-    match &reference {
-        RefSource::Model(m) | RefSource::Adapted(Some(m), _) => {
-            vocab = vocab.min(m.config.vocab_size)
-        }
-        _ => {}
-    }
+    let reference = RefSource::resolve(
+        &args.reference,
+        loss.uses_reference(),
+        loss.name(),
+        dtype,
+        &device,
+        &model,
+    )?;
+    let vocab = reference.vocab_limit(&model);
     for list in &data.lists {
         check_list(&args.data, list, vocab)?;
     }
@@ -230,7 +183,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             .map(|w| format!("{w:.4}"))
             .collect::<Vec<_>>()
             .join(", "),
-        reference.describe(args),
+        reference.describe(&args.reference, &args.model),
     );
     if args.adapter.is_none()
         && matches!(reference, RefSource::DisabledAdapter)
@@ -272,7 +225,13 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             RefSource::Model(m) => Reference::Model(m),
             RefSource::Adapted(m, a) => {
                 let a = a.at_lambda(&mixed.lambda)?;
-                given = adapted_logps(m.as_ref().unwrap_or(&model), &a, list)?;
+                given = list_logps(
+                    m.as_ref().unwrap_or(&model),
+                    Some(&a),
+                    &list.prompt_ids,
+                    &list.responses,
+                    &list.source,
+                )?;
                 Reference::Given(&given)
             }
             RefSource::Free => Reference::None,
@@ -439,142 +398,6 @@ fn resolve_loss(args: &ScoreArgs) -> Result<Loss> {
         )
     })?;
     Ok(loss)
-}
-
-/// Loads what the reference flags name (nothing for reference-free losses).
-fn resolve_reference(
-    args: &ScoreArgs,
-    loss: &Loss,
-    dtype: candle_core::DType,
-    device: &candle_core::Device,
-    model: &Model,
-) -> Result<RefSource> {
-    if args.reference_free {
-        return Ok(RefSource::Free);
-    }
-    if !loss.uses_reference() {
-        if args.ref_model.is_some() || args.ref_adapter.is_some() {
-            eprintln!(
-                "note: {} has no reference; --ref-model/--ref-adapter are ignored",
-                loss.name()
-            );
-        }
-        return Ok(RefSource::Free);
-    }
-    let ref_model = match &args.ref_model {
-        Some(dir) => Some(
-            Model::load(dir, dtype, device)
-                .with_context(|| format!("loading reference model {}", dir.display()))?,
-        ),
-        None => None,
-    };
-    Ok(match (ref_model, &args.ref_adapter) {
-        (None, None) => RefSource::DisabledAdapter,
-        (Some(m), None) => RefSource::Model(m),
-        (m, Some(dir)) => {
-            let config = &m.as_ref().unwrap_or(model).config;
-            let a = Adapter::load(dir, config, device)
-                .with_context(|| format!("loading reference adapter {}", dir.display()))?;
-            RefSource::Adapted(m, a)
-        }
-    })
-}
-
-/// `ℓ_ref(y_i)` under a model with its own adapter, one forward for the whole list.
-fn adapted_logps(model: &Model, adapter: &Adapter, list: &RenderedList) -> Result<Vec<f64>> {
-    let ids: Vec<Vec<u32>> = list
-        .responses
-        .iter()
-        .map(|r| list.prompt_ids.iter().chain(r).copied().collect())
-        .collect();
-    let requests: Vec<ScoreRequest<'_>> = ids
-        .iter()
-        .map(|ids| ScoreRequest {
-            ids,
-            start: list.prompt_ids.len(),
-        })
-        .collect();
-    let run = LoraRun {
-        adapter,
-        dropout_seed: None,
-    };
-    let sums = model
-        .score(&requests, Some(run), ScoreOptions::default())
-        .with_context(|| format!("reference log-probs of {}", list.source))?
-        .sums; // [N]
-    Ok(sums.to_dtype(candle_core::DType::F64)?.to_vec1()?)
-}
-
-/// A list the model can score: a non-empty prompt and every token id inside the vocabulary.
-fn check_list(path: &Path, list: &RenderedList, vocab: usize) -> Result<()> {
-    let fields = std::iter::once(("prompt_ids".to_string(), &list.prompt_ids)).chain(
-        list.responses
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (format!("responses[{i}]"), r)),
-    );
-    for (field, ids) in fields {
-        if ids.is_empty() {
-            let what = if field == "prompt_ids" {
-                "a non-empty prompt (the first response token needs context)"
-            } else {
-                "at least one response token"
-            };
-            return Err(at_list(path, list, &field, format!("expected {what}, found none")).into());
-        }
-        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-            return Err(at_list(
-                path,
-                list,
-                &field,
-                format!(
-                    "expected token ids below the model's vocabulary size {vocab}, found {bad}"
-                ),
-            )
-            .hint("the data was tokenized for a different model?")
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// An input error at a list's `file:line` (its `source`).
-fn at_list(path: &Path, list: &RenderedList, field: &str, message: String) -> InputError {
-    let line = list
-        .source
-        .rsplit_once(':')
-        .and_then(|(_, l)| l.parse::<usize>().ok());
-    InputError::new(path, line, Some(field), message)
-}
-
-/// A data error as the CLI's input error (exit code 2), keeping file, line, field and hint.
-fn data_error(e: DataError) -> anyhow::Error {
-    let mut message = e.message();
-    if e.line.is_none() {
-        if let Some(r) = e.record {
-            message = format!("record {r}: {message}");
-        }
-    }
-    let mut ie = InputError::new(e.file.clone(), e.line, e.field.as_deref(), message);
-    if let Some(h) = &e.hint {
-        ie = ie.hint(h.clone());
-    }
-    anyhow::Error::new(ie)
-}
-
-fn parse_missing(s: &str) -> Result<MissingPolicy, String> {
-    match s {
-        "drop" | "drop-dimension" => Ok(MissingPolicy::DropDimension),
-        "error" => Ok(MissingPolicy::Error),
-        other => other
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(MissingPolicy::Default)
-            .ok_or_else(|| {
-                format!("expected drop, error or a default rating (e.g. 1), found {s:?}")
-            }),
-    }
 }
 
 fn describe_loss(loss: &Loss) -> String {

@@ -184,8 +184,12 @@ mod tests {
     #[test]
     fn a_perfect_ranker_agrees_everywhere() {
         let mut e = PrefEval::new(1, 1.0);
-        e.add(&[3.0, 2.0, 1.0], &[vec![Some(5.0), Some(4.0), Some(1.0)]], None)
-            .unwrap();
+        e.add(
+            &[3.0, 2.0, 1.0],
+            &[vec![Some(5.0), Some(4.0), Some(1.0)]],
+            None,
+        )
+        .unwrap();
         e.add(&[-1.0, 1.0], &[vec![Some(1.0), Some(2.0)]], None)
             .unwrap();
         let d = &e.dimensions()[0];
@@ -210,6 +214,8 @@ mod tests {
         let mut e = PrefEval::new(1, 1.0);
         assert!(e.add(&[0.0, 1.0], &[vec![Some(1.0)]], None).is_err());
         assert!(e.add(&[0.0, 1.0], &[], None).is_err());
-        assert!(e.add(&[f64::NAN, 1.0], &[vec![Some(1.0), Some(2.0)]], None).is_err());
+        assert!(e
+            .add(&[f64::NAN, 1.0], &[vec![Some(1.0), Some(2.0)]], None)
+            .is_err());
     }
 }

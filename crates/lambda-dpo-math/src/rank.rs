@@ -164,7 +164,10 @@ mod tests {
     #[test]
     fn kendall_tau_b_small_cases() {
         assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[1.0, 5.0, 9.0]), Some(1.0));
-        assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[9.0, 5.0, 1.0]), Some(-1.0));
+        assert_eq!(
+            kendall_tau_b(&[1.0, 2.0, 3.0], &[9.0, 5.0, 1.0]),
+            Some(-1.0)
+        );
         assert_eq!(kendall_tau_b(&[1.0, 1.0], &[0.0, 1.0]), None);
         assert_eq!(kendall_tau_b(&[1.0], &[1.0]), None);
         // One tie in y: C = 2, D = 0, n_0 = 3, n_y = 1 → 2 / sqrt(3·2).

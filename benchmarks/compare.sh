@@ -8,10 +8,10 @@
 #   logprobs, generate: both presets, the same N, P, C (generate: C new tokens per prompt)
 #
 # Steps (defaults, for a 2-core machine): tiny 5 measured + 1 warm-up, qwen40m 3 measured + 1
-# warm-up, and the whole set REPEAT=3 times (about 9 minutes there; REPEAT=1 SKIP_INFERENCE=1
-# takes about 2). The two tools alternate run by run, so a drift in machine load hits both; every
-# figure in the tables is the median over the repeats, and the "vs torch" ratios are medians of
-# the per-repeat ratios. MFU uses ONE peak for every row: the best f32 1024³ matmul throughput
+# warm-up, and the whole set REPEAT=3 times (about 12 minutes there, 8 with SKIP_INFERENCE=1;
+# REPEAT=1 SKIP_INFERENCE=1 takes about 3). The two tools alternate run by run, so a drift in
+# machine load hits both; every figure in the tables is the median over the repeats, and the
+# "vs torch" ratios are medians of the per-repeat ratios. MFU uses ONE peak for every row: the best f32 1024³ matmul throughput
 # that any run (either tool) measured.
 #
 # Usage: PYTHON=/path/to/venv/bin/python benchmarks/compare.sh [OUT_DIR]

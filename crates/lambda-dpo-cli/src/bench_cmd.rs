@@ -112,6 +112,10 @@ struct TrainStepArgs {
     /// Responses per forward (`train.chunk_size`); below N the two-pass bounded-memory path.
     #[arg(long)]
     chunk_size: Option<usize>,
+    /// Run the prompt once per forward with the responses packed after it
+    /// (`train.prefix_sharing`); tokens/s still counts N·(P+C).
+    #[arg(long)]
+    prefix_sharing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,6 +158,7 @@ struct Report {
     lora_r: Option<usize>,
     lora_params: Option<usize>,
     chunk_size: Option<usize>,
+    prefix_sharing: Option<bool>,
     tokens_per_step: usize,
     /// tokens_per_step / median step time.
     tokens_per_s: f64,
@@ -248,6 +253,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         lora_r: None,
         lora_params: None,
         chunk_size: None,
+        prefix_sharing: None,
         tokens_per_step: 0,
         tokens_per_s: 0.0,
         step_ms: Stats {
@@ -429,11 +435,11 @@ fn train_step(
     for i in 0..w.warmup + w.steps {
         let opts = StepOptions {
             chunk_size: chunk,
+            prefix_sharing: a.prefix_sharing,
             dropout_seed: Some(w.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             grad_scale: 1.0,
             backward: true,
             score: ScoreOptions::default(),
-            prefix_sharing: false,
         };
         // Forward only: the same list_step without graph or gradients.
         let t = Instant::now();
@@ -476,7 +482,14 @@ fn train_step(
 
     let (n, p, c) = (w.n, w.prompt_len, w.response_len);
     let nd = params.matmul as f64 * (n * (p + c)) as f64;
-    let nd_run = nd;
+    // Tokens one forward over the whole list actually runs: with prefix sharing the prompt
+    // once per chunk and each response but its last token.
+    let run_tokens = if a.prefix_sharing {
+        n.div_ceil(chunk) * p + n * (c - 1)
+    } else {
+        n * (p + c)
+    };
+    let nd_run = params.matmul as f64 * run_tokens as f64;
     let policy_forwards = if chunk < n { 2.0 } else { 1.0 };
     let ref_forward = if a.reference == RefMode::DisabledAdapter {
         2.0
@@ -487,6 +500,7 @@ fn train_step(
     report.lora_r = Some(a.lora_r);
     report.lora_params = Some(adapter.num_parameters());
     report.chunk_size = Some(chunk);
+    report.prefix_sharing = Some(a.prefix_sharing);
     report.tokens_per_step = n * (p + c);
     report.step_ms = Stats::of(&step_ms).expect("steps ≥ 1");
     report.forward_ms = Stats::of(&fwd_ms);
@@ -497,7 +511,11 @@ fn train_step(
         "model = 6·N·D (the standard training convention: forward 2ND + backward 4ND); actual = {}2ND' policy forward + 2ND' backward to the activations only (base weights are frozen: no weight gradients; LoRA terms ignored){}; N = matmul params (7 projections per layer + LM head), D = N_resp·(P+C) tokens, D' = {}; attention scores not counted",
         if policy_forwards > 1.0 { "2 × " } else { "" },
         if ref_forward > 0.0 { " + 2ND' reference forward" } else { "" },
-        "D"
+        if a.prefix_sharing {
+            "chunks·P + N_resp·(C−1) tokens actually run with prefix sharing"
+        } else {
+            "D"
+        }
     );
     report.loss_first = losses.first().copied();
     report.loss_last = losses.last().copied();
@@ -627,14 +645,19 @@ fn table(r: &Report) -> String {
     );
     let what = match r.bench {
         "train-step" => format!(
-            "λ-DPO list of N={} responses, P={} prompt + C={} response tokens; LoRA r={} ({} trainable) on all 7 projections; reference: {}; chunk {}",
+            "λ-DPO list of N={} responses, P={} prompt + C={} response tokens; LoRA r={} ({} trainable) on all 7 projections; reference: {}; chunk {}; prefix sharing {}",
             r.n,
             r.prompt_len,
             r.response_len,
             r.lora_r.unwrap_or(0),
             r.lora_params.unwrap_or(0),
             r.reference.unwrap_or("-"),
-            r.chunk_size.unwrap_or(r.n)
+            r.chunk_size.unwrap_or(r.n),
+            if r.prefix_sharing == Some(true) {
+                "on"
+            } else {
+                "off"
+            }
         ),
         "logprobs" => format!(
             "{} sequences of P={} + C={} tokens, the last C scored, one batch, no adapter",

@@ -81,6 +81,26 @@ fn train_step_reports_every_field() {
 }
 
 #[test]
+fn train_step_with_prefix_sharing() {
+    let r = bench(
+        &[
+            &["train-step", "--n", "3", "--prefix-sharing"][..],
+            &SMALL[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(r["prefix_sharing"], true);
+    // Still N·(P+C) tokens per step; the FLOPs actually run count the prompt once.
+    assert_eq!(r["tokens_per_step"], 3 * (8 + 8));
+    positive(&r, "tokens_per_s");
+    let run_tokens = (8 + 3 * 7) as f64;
+    let want = 6.0 * r["matmul_params"].as_f64().unwrap() * run_tokens;
+    assert!((r["actual_flops_per_step"].as_f64().unwrap() - want).abs() < 1.0);
+    let loss = r["loss_first"].as_f64().unwrap();
+    assert!((loss - 3f64.ln()).abs() < 1e-4, "loss {loss}");
+}
+
+#[test]
 fn logprobs_and_generate_report_throughput() {
     let r = bench(&[&["logprobs", "--n", "2"][..], &SMALL[..]].concat());
     assert_eq!(r["bench"], "logprobs");

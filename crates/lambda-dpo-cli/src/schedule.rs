@@ -26,8 +26,19 @@ use crate::jsonl::kind;
 #[command(group(clap::ArgGroup::new("candidate_source").required(true).args(["candidates", "dirichlet", "grid"])))]
 pub struct ScheduleArgs {
     /// JSONL of observed points, one `{"lambda": [λ_1, …, λ_d], "score": y}` per line.
-    #[arg(long, value_name = "POINTS.jsonl")]
-    pub points: PathBuf,
+    #[arg(long, value_name = "POINTS.jsonl", required_unless_present = "runs")]
+    pub points: Option<PathBuf>,
+    /// Run folders of `lambda-dpo train` with a fixed λ; each contributes (its λ, the mean of
+    /// --score's metrics in <run>/<--results>). Combines with --points.
+    #[arg(long, num_args = 1.., value_name = "RUN_DIR", requires = "score")]
+    pub runs: Vec<PathBuf>,
+    /// Metrics averaged into a run's score, `task:metric[,filter]` (lm-eval names), e.g.
+    /// `arc_challenge:acc_norm hellaswag:acc_norm gsm8k:exact_match,strict-match`.
+    #[arg(long, num_args = 1.., value_name = "TASK:METRIC")]
+    pub score: Vec<String>,
+    /// The eval results file inside each run folder (`lambda-dpo eval --output`).
+    #[arg(long, default_value = lambda_dpo::schedule::DEFAULT_RESULTS)]
+    pub results: String,
     /// Polynomial degree p (features: all C(d+p, p) monomials of degree ≤ p).
     #[arg(long, default_value_t = 2)]
     pub degree: usize,
@@ -54,6 +65,20 @@ pub struct ScheduleArgs {
     pub seed: u64,
 }
 
+/// A scheduler input error as the CLI's input error (exit code 2).
+fn schedule_error(e: lambda_dpo::schedule::ScheduleError) -> anyhow::Error {
+    let mut ie = InputError::new(
+        e.file.clone(),
+        e.line,
+        e.field.as_deref(),
+        e.message.clone(),
+    );
+    if let Some(h) = &e.hint {
+        ie = ie.hint(h.clone());
+    }
+    ie.into()
+}
+
 /// One parsed line of a points or candidates file.
 struct Line {
     lambda: Vec<f64>,
@@ -63,12 +88,42 @@ struct Line {
 pub fn run(args: &ScheduleArgs) -> Result<()> {
     // Read and validate both files completely before any math, so a bad line fails with its
     // location and nothing is printed on stdout.
-    let points = read_lambda_file(&args.points, true, None)?;
+    let mut points = Vec::new();
+    for run in &args.runs {
+        let p = lambda_dpo::schedule::run_point(run, &args.results, &args.score)
+            .map_err(schedule_error)?;
+        eprintln!("{}: λ = {:?}, score {:.6}", p.source, p.lambda, p.score);
+        points.push(Line {
+            lambda: p.lambda,
+            score: Some(p.score),
+        });
+    }
+    let points_file = args
+        .points
+        .as_deref()
+        .or(args.runs.first().map(|r| r.as_path()))
+        .expect("clap requires --points or --runs");
+    if let Some(file) = &args.points {
+        let expect = points
+            .first()
+            .map(|p| (p.lambda.len(), args.runs[0].as_path()));
+        points.extend(read_lambda_file(file, true, expect)?);
+    }
     let dim = points[0].lambda.len();
+    if let Some(p) = points.iter().find(|p| p.lambda.len() != dim) {
+        return Err(InputError::new(
+            points_file,
+            None,
+            Some("lambda"),
+            format!("a run has {} weights, another {dim}", p.lambda.len()),
+        )
+        .hint("every run needs one weight per preference dimension, in the same order")
+        .into());
+    }
     let source = match (&args.candidates, args.dirichlet, args.grid) {
         // Candidates from a file must have the points' dimension; the error names both files.
         (Some(path), _, _) => {
-            let lines = read_lambda_file(path, false, Some((dim, &args.points)))?;
+            let lines = read_lambda_file(path, false, Some((dim, points_file)))?;
             CandidateSource::Given {
                 candidates: lines.into_iter().map(|l| l.lambda).collect(),
             }

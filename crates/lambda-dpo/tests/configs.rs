@@ -183,3 +183,57 @@ fn data_train_is_one_path_or_a_list_and_resolves_as_written() {
         assert!(e.contains(expect), "{value}: {e}");
     }
 }
+
+#[test]
+fn a_scheduled_lambda_is_fitted_at_load_and_becomes_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    // The App. D shape on two dimensions: unimodal + uniform points, degree 1, the 0.5 grid.
+    std::fs::write(
+        dir.path().join("points.jsonl"),
+        "{\"lambda\": [1, 0], \"score\": 0.40}\n{\"lambda\": [0, 1], \"score\": 0.50}\n{\"lambda\": [0.5, 0.5], \"score\": 0.45}\n",
+    )
+    .unwrap();
+    let p = dir.path().join("run.toml");
+    let base = "[model]\npath = \"m\"\n[data]\ntrain = \"d.jsonl\"\n[lambda]\nkind = \"scheduled\"\npoints = \"points.jsonl\"\ndegree = 1\ntau = 10.0\n";
+    std::fs::write(&p, format!("{base}grid = 0.5\n")).unwrap();
+    let c = TrainConfig::load(&p, &[]).unwrap();
+    let Some(lambda_dpo_math::LambdaSource::Table { rows }) = &c.lambda.source else {
+        panic!("{:?}", c.lambda.source)
+    };
+    assert_eq!(rows.len(), 3);
+    // f is linear and exact here: f(λ) = 0.4 λ_1 + 0.5 λ_2, so P ∝ exp(10 f).
+    let z: Vec<f64> = [0.40f64, 0.45, 0.50]
+        .iter()
+        .map(|f| (10.0 * f).exp())
+        .collect();
+    let total: f64 = z.iter().sum();
+    for row in rows {
+        let f = 0.4 * row.lambda[0] + 0.5 * row.lambda[1];
+        assert!(
+            (row.prob - (10.0 * f).exp() / total).abs() < 1e-9,
+            "{row:?}"
+        );
+    }
+    let record = c.lambda.schedule.as_ref().expect("the fit is recorded");
+    assert_eq!(record["points"].as_array().unwrap().len(), 3);
+
+    // Errors name the field: an unknown key, no candidate set, a missing points file.
+    for (extra, needle) in [
+        ("grid = 0.5\nstep = 3\n", "step"),
+        ("", "grid"),
+        ("grid = 0.5\npoints = \"nope.jsonl\"\n", "nope.jsonl"),
+    ] {
+        let text = format!("{base}{extra}").replacen(
+            "points = \"points.jsonl\"\n",
+            if extra.contains("nope") {
+                ""
+            } else {
+                "points = \"points.jsonl\"\n"
+            },
+            1,
+        );
+        std::fs::write(&p, text).unwrap();
+        let e = TrainConfig::load(&p, &[]).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}

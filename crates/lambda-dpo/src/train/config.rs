@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::schedule::ScheduledSpec;
 use lambda_dpo_math::{LambdaSource, LogpMode, Loss, LrDecay, MissingPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -409,8 +410,13 @@ pub struct LambdaSection {
     #[serde(default)]
     pub conditioning: Conditioning,
     /// `kind = "fixed" | "one-hot-cycle" | "dirichlet" | "table" | "grid"` and its fields.
+    /// `kind = "scheduled"` (see [`crate::schedule`]) is fitted while the config loads and
+    /// arrives here as the `table` it produced.
     #[serde(flatten)]
     pub source: Option<LambdaSource>,
+    /// How a `kind = "scheduled"` table was obtained (written to the run's `schedule.json`).
+    #[serde(skip)]
+    pub schedule: Option<serde_json::Value>,
 }
 
 impl Default for LambdaSection {
@@ -419,6 +425,7 @@ impl Default for LambdaSection {
             per: LambdaPer::Example,
             conditioning: Conditioning::None,
             source: None,
+            schedule: None,
         }
     }
 }
@@ -455,6 +462,7 @@ impl TrainConfig {
         for o in overrides {
             apply_override(&mut tree, o).map_err(|m| config_err(path, o, &m))?;
         }
+        let schedule = resolve_scheduled(&mut tree, path)?;
         let mut cfg: TrainConfig = toml::Value::Table(tree.clone())
             .try_into()
             .map_err(|e: toml::de::Error| config_err(path, "", &e.to_string()))?;
@@ -478,6 +486,7 @@ impl TrainConfig {
                 }
             }
         }
+        cfg.lambda.schedule = schedule;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.validate(path)?;
@@ -687,6 +696,54 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// `[lambda] kind = "scheduled"`: fits the schedule from its points (other runs' eval results
+/// or a points file) and puts the resulting `kind = "table"` in its place, so the resolved
+/// config, its fingerprint and a resumed run all see the table actually sampled from. Returns
+/// the fit's record.
+fn resolve_scheduled(
+    tree: &mut toml::Table,
+    path: &Path,
+) -> TrainResult<Option<serde_json::Value>> {
+    let Some(section) = tree.get_mut("lambda").and_then(toml::Value::as_table_mut) else {
+        return Ok(None);
+    };
+    if section.get("kind").and_then(toml::Value::as_str) != Some("scheduled") {
+        return Ok(None);
+    }
+    let mut spec_table = toml::Table::new();
+    for key in section.keys().cloned().collect::<Vec<_>>() {
+        if !matches!(key.as_str(), "per" | "conditioning" | "kind") {
+            spec_table.insert(key.clone(), section.remove(&key).expect("listed"));
+        }
+    }
+    section.remove("kind");
+    let mut spec: ScheduledSpec = toml::Value::Table(spec_table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            config_err(
+                path,
+                "lambda",
+                &format!("{}\nhint: kind = \"scheduled\" takes runs, results, score, points, degree, ridge, tau, grid | dirichlet (+ alpha, seed)", e.message()),
+            )
+        })?;
+    spec.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+    let resolved = crate::schedule::resolve(&spec, path).map_err(|e| TrainError::Config {
+        path: e.file.clone(),
+        field: e.field.clone().unwrap_or_default(),
+        message: match (e.line, &e.hint) {
+            (Some(l), Some(h)) => format!("line {l}: {}\nhint: {h}", e.message),
+            (Some(l), None) => format!("line {l}: {}", e.message),
+            (None, Some(h)) => format!("{}\nhint: {h}", e.message),
+            (None, None) => e.message.clone(),
+        },
+    })?;
+    let table = toml::Value::try_from(&resolved.source).expect("a λ table serialises");
+    if let toml::Value::Table(t) = table {
+        section.extend(t);
+    }
+    Ok(Some(resolved.record))
 }
 
 fn config_err(path: &Path, field: &str, message: &str) -> TrainError {

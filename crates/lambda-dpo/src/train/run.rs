@@ -302,6 +302,11 @@ fn train_stage(
     }
     // The resolved config, before step 0 (and again on resume: it must be the same).
     lambda_dpo_model::io::write_atomic(&out.join("config.resolved.toml"), resolved.as_bytes())?;
+    // A scheduled λ table: which runs and scores it was fitted to, and the fit.
+    if let Some(record) = &cfg.lambda.schedule {
+        let json = serde_json::to_vec_pretty(record).expect("plain JSON");
+        lambda_dpo_model::io::write_atomic(&out.join(crate::schedule::SCHEDULE_FILE), &json)?;
+    }
     // Resumed: the log continues from the checkpoint's step (lines a crash left after it are
     // cut, or they would appear twice); a fresh run starts an empty log.
     let metrics_path = out.join("metrics.jsonl");

@@ -406,19 +406,7 @@ fn train_step(
     };
     // The cache mode's values are computed once, before the timed steps, as the trainer does.
     let cached: Vec<f64> = if a.reference == RefMode::Cache {
-        let ids: Vec<Vec<u32>> = responses
-            .iter()
-            .map(|r| prompt.iter().chain(r).copied().collect())
-            .collect();
-        let requests: Vec<ScoreRequest<'_>> = ids
-            .iter()
-            .map(|ids| ScoreRequest {
-                ids,
-                start: prompt.len(),
-            })
-            .collect();
-        let sums = model.score(&requests, None, ScoreOptions::default())?.sums;
-        sums.to_dtype(DType::F64)?.to_vec1()?
+        crate::scoring::list_logps(model, None, prompt, responses, "the bench list")?
     } else {
         Vec::new()
     };

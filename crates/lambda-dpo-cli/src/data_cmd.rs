@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use lambda_dpo::data::{
-    self, ConvertOptions, ConvertTo, DataError, Format, LambdaSpec, LoadOptions, MissingPolicy,
-    Pairs, ReadOptions, Truncation,
+    self, ConvertOptions, ConvertTo, Format, LambdaSpec, LoadOptions, MissingPolicy, Pairs,
+    ReadOptions, Truncation,
 };
 use lambda_dpo_model::Tokenizer;
 
-use crate::input_error::InputError;
+use crate::scoring::data_error;
 
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
@@ -139,7 +139,7 @@ fn inspect(a: &InspectArgs) -> Result<()> {
         chat_template: !a.no_chat_template,
         ..LoadOptions::default()
     };
-    let report = data::inspect(&a.file, tokenizer.as_ref(), &opts).map_err(input_error)?;
+    let report = data::inspect(&a.file, tokenizer.as_ref(), &opts).map_err(data_error)?;
     eprint!("{}", report.human());
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -149,7 +149,7 @@ fn inspect(a: &InspectArgs) -> Result<()> {
 
 fn convert(a: &ConvertArgs) -> Result<()> {
     let lambda =
-        LambdaSpec::parse(&a.lambda, std::path::Path::new("--lambda")).map_err(input_error)?;
+        LambdaSpec::parse(&a.lambda, std::path::Path::new("--lambda")).map_err(data_error)?;
     let opts = ConvertOptions {
         to: a.to,
         pairs: a.pairs,
@@ -159,27 +159,12 @@ fn convert(a: &ConvertArgs) -> Result<()> {
         read: a.read.read_options(),
         skip_invalid: a.read.skip_invalid,
     };
-    let report = data::convert_to_file(&a.input, &a.output, &opts).map_err(input_error)?;
+    let report = data::convert_to_file(&a.input, &a.output, &opts).map_err(data_error)?;
     eprintln!("{report}");
     if a.output.as_os_str() != "-" {
         eprintln!("wrote {}", a.output.display());
     }
     Ok(())
-}
-
-/// A data error as the CLI's input error (exit code 2), keeping file, line, field and hint.
-pub(crate) fn input_error(e: DataError) -> anyhow::Error {
-    let mut message = e.message();
-    if e.line.is_none() {
-        if let Some(r) = e.record {
-            message = format!("record {r}: {message}");
-        }
-    }
-    let mut ie = InputError::new(e.file.clone(), e.line, e.field.as_deref(), message);
-    if let Some(h) = &e.hint {
-        ie = ie.hint(h.clone());
-    }
-    anyhow::Error::new(ie)
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

@@ -104,7 +104,7 @@ fn user_error(e: TrainError) -> anyhow::Error {
                 None => ie,
             })
         }
-        TrainError::Data(d) => crate::data_cmd::input_error(*d),
+        TrainError::Data(d) => crate::scoring::data_error(*d),
         other => anyhow::Error::new(other),
     }
 }

@@ -217,10 +217,16 @@ fn a_scheduled_lambda_is_fitted_at_load_and_becomes_its_table() {
     let record = c.lambda.schedule.as_ref().expect("the fit is recorded");
     // Round-1 runs of the README workflow: the whole [lambda] section replaced from the command line.
     let paper = configs().join("paper-llama-3.2-1b.toml");
-    let c = TrainConfig::load(&paper, &["lambda={kind=\"fixed\", lambda=[1, 0, 0, 0]}".into()]).unwrap();
+    let c = TrainConfig::load(
+        &paper,
+        &["lambda={kind=\"fixed\", lambda=[1, 0, 0, 0]}".into()],
+    )
+    .unwrap();
     assert_eq!(
         c.lambda.source,
-        Some(lambda_dpo_math::LambdaSource::Fixed { lambda: vec![1.0, 0.0, 0.0, 0.0] })
+        Some(lambda_dpo_math::LambdaSource::Fixed {
+            lambda: vec![1.0, 0.0, 0.0, 0.0]
+        })
     );
     assert_eq!(record["points"].as_array().unwrap().len(), 3);
 

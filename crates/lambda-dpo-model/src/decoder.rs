@@ -16,8 +16,9 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use crate::kernels::{self, FusedOps};
 use crate::lora::{LoraLayer, LoraRun, SplitMix64, Target};
-use crate::ops::{frozen_linear, rms_norm, softmax_last_dim};
+use crate::ops::{self, frozen_linear};
 use crate::rope;
 use crate::weights::WeightFiles;
 
@@ -136,6 +137,10 @@ pub struct Model {
     pub layers: Vec<Layer>,
     pub norm: Tensor,    // [E]
     pub lm_head: Tensor, // [V, E]; the same tensor as embed_tokens when tied
+    /// Which fused CPU kernels ([`kernels`]) replace the composed ops (all by default, or what
+    /// `LAMBDA_DPO_FUSED` says at load). They apply to f32 on the CPU only; other dtypes and
+    /// devices always run the composed ops. Tests set [`FusedOps::NONE`] for the reference.
+    pub fused: FusedOps,
     inv_freq: Vec<f32>,
 }
 
@@ -199,6 +204,7 @@ impl Model {
             layers,
             norm,
             lm_head,
+            fused: FusedOps::from_env(),
             inv_freq,
         })
     }
@@ -328,10 +334,10 @@ impl Model {
             self.config.hidden_size,
         ))?; // [B, T, E]
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = rms_norm(&x, &layer.input_norm, self.config.rms_norm_eps)?;
+            let h = self.rms_norm(&x, &layer.input_norm)?;
             let attn = self.attention(i, layer, &h, &pos, lora)?;
             x = (x + attn)?;
-            let h = rms_norm(&x, &layer.post_attention_norm, self.config.rms_norm_eps)?;
+            let h = self.rms_norm(&x, &layer.post_attention_norm)?;
             let mlp = self.mlp(i, layer, &h, lora)?;
             x = (x + mlp)?;
         }
@@ -340,7 +346,25 @@ impl Model {
 
     /// The final RMSNorm (applied by callers only to the rows they need).
     pub fn final_norm(&self, h: &Tensor) -> Result<Tensor> {
-        rms_norm(h, &self.norm, self.config.rms_norm_eps)
+        self.rms_norm(h, &self.norm)
+    }
+
+    /// RMSNorm with `weight`: the fused kernel when on and applicable, else the composed one.
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        if self.fused.rms_norm && kernels::supported(&[x, weight]) {
+            kernels::rms_norm(x, weight, self.config.rms_norm_eps)
+        } else {
+            ops::rms_norm(x, weight, self.config.rms_norm_eps)
+        }
+    }
+
+    /// Rotary embedding of `x: [B, H, T, d]` (fused or composed, as [`Model::rms_norm`]).
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        if self.fused.rope && kernels::supported(&[x, cos, sin]) {
+            kernels::rope(x, cos, sin)
+        } else {
+            rope::apply(x, cos, sin)
+        }
     }
 
     fn attention(
@@ -360,8 +384,8 @@ impl Model {
         let q = q.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()?; // [B, H, T, d]
         let k = k.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
         let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
-        let q = rope::apply(&q, &pos.cos, &pos.sin)?;
-        let k = rope::apply(&k, &pos.cos, &pos.sin)?;
+        let q = self.rope(&q, &pos.cos, &pos.sin)?;
+        let k = self.rope(&k, &pos.cos, &pos.sin)?;
         let out = match &pos.attention {
             Attention::Mask(mask) => self.attend(&q, &k, &v, mask)?, // [B, T, H·d]
             Attention::Packed {
@@ -401,14 +425,26 @@ impl Model {
         // GQA without copying K/V: the G query heads that share a kv head are consecutive
         // (transformers `repeat_kv`), so [B, H, T, d] → [B, Hk, G·T, d] is a free reshape.
         let qg = q.reshape((b, hk, g * t, d))?; // [B, Hk, G·T, d]
-        let scores = (qg.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // [B, Hk, G·T, S]
-        let scores = scores
-            .reshape((b, h, t, s))?
-            .to_dtype(DType::F32)?
-            .broadcast_add(mask)?; // [B, H, T, S]
-        let probs = softmax_last_dim(&scores)?
-            .to_dtype(self.dtype)?
-            .reshape((b, hk, g * t, s))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let raw = qg.matmul(&k.t()?)?; // [B, Hk, G·T, S]
+        let probs = if self.fused.softmax && raw.device().is_cpu() {
+            // One kernel for scale, mask and softmax. In f32 the scale is applied inside it;
+            // other dtypes scale in their own dtype first, as the composed path does.
+            let (scores, scale) = if raw.dtype() == DType::F32 {
+                (raw, scale)
+            } else {
+                ((raw * scale)?.to_dtype(DType::F32)?, 1.0)
+            };
+            let scores = scores.reshape((b, h, t, s))?; // [B, H, T, S] f32
+            kernels::scaled_masked_softmax(&scores, scale, mask)?
+        } else {
+            let scores = (raw * scale)?
+                .reshape((b, h, t, s))?
+                .to_dtype(DType::F32)?
+                .broadcast_add(mask)?; // [B, H, T, S]
+            ops::softmax_last_dim(&scores)?
+        };
+        let probs = probs.to_dtype(self.dtype)?.reshape((b, hk, g * t, s))?;
         let out = probs.matmul(v)?; // [B, Hk, G·T, d]
         Ok(out
             .reshape((b, h, t, d))?
@@ -425,8 +461,13 @@ impl Model {
     ) -> Result<Tensor> {
         let gate = self.project(i, layer, Target::Gate, x, lora)?; // [B, T, I]
         let up = self.project(i, layer, Target::Up, x, lora)?; // [B, T, I]
-        let act = gate.silu()?; // SwiGLU: down(silu(gate(x)) · up(x)); candle's silu has a backward
-        self.project(i, layer, Target::Down, &(act * up)?, lora)
+                                                               // SwiGLU: down(silu(gate(x)) · up(x)); candle's silu has a backward.
+        let act = if self.fused.swiglu && kernels::supported(&[&gate, &up]) {
+            kernels::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        self.project(i, layer, Target::Down, &act, lora)
     }
 
     /// Base projection plus the adapter's update, if any.
@@ -602,7 +643,7 @@ impl Model {
                 .reshape((b, t, c.hidden_size))?; // [B, T, E]
         let (h, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         for (i, layer) in self.layers.iter().enumerate() {
-            let hn = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            let hn = self.rms_norm(&x, &layer.input_norm)?;
             let proj = |target, x: &Tensor| -> Result<Tensor> {
                 Ok(self.project(i, layer, target, x, lora)?.detach())
             };
@@ -612,15 +653,15 @@ impl Model {
             let q = q.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()?; // [B, H, T, d]
             let k = k.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
             let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
-            let q = rope::apply(&q, &cos, &sin)?;
-            let k = rope::apply(&k, &cos, &sin)?.contiguous()?;
+            let q = self.rope(&q, &cos, &sin)?;
+            let k = self.rope(&k, &cos, &sin)?.contiguous()?;
             cache.k[i].slice_set(&k, 2, start)?;
             cache.v[i].slice_set(&v, 2, start)?;
             let k_all = cache.k[i].narrow(2, 0, total)?; // [B, Hk, S, d]
             let v_all = cache.v[i].narrow(2, 0, total)?; // [B, Hk, S, d]
             let attn = self.attend(&q, &k_all, &v_all, &mask)?; // [B, T, H·d]
             x = (x + proj(Target::O, &attn)?)?;
-            let hn = rms_norm(&x, &layer.post_attention_norm, c.rms_norm_eps)?;
+            let hn = self.rms_norm(&x, &layer.post_attention_norm)?;
             x = (x + self.mlp(i, layer, &hn, lora)?.detach())?; // [B, T, E]
         }
         cache.len = total;

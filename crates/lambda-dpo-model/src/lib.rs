@@ -1,7 +1,8 @@
 //! `lambda-dpo-model`: a Hugging Face-exact Llama / Qwen2 decoder for *training*, in candle.
 //!
 //! What lives here: reading HF model folders ([`config`], [`weights`]), the differentiable
-//! decoder ([`decoder`]) with its training-safe ops ([`ops`], [`rope`]), LoRA adapters in PEFT
+//! decoder ([`decoder`]) with its training-safe ops ([`ops`], [`rope`]) and fused CPU kernels
+//! with a backward ([`kernels`]), LoRA adapters in PEFT
 //! format ([`lora`]), per-token log-probabilities ([`logprobs`]), the tokenizer and chat
 //! templates ([`tokenizer`], [`chat`]), KV-cached batched text generation ([`generate`]),
 //! adapter soups ([`soup`]), and merging an adapter into a plain HF folder ([`export`]).
@@ -15,6 +16,7 @@ pub mod export;
 pub mod full;
 pub mod generate;
 pub mod io;
+pub mod kernels;
 pub mod logprobs;
 pub mod lora;
 pub mod ops;
@@ -31,6 +33,7 @@ pub use generate::{
     generate, generate_with_progress, row_seed, stop_token_ids, FinishReason, GenerateOptions,
     Generation, Prompt, SamplingConfig,
 };
+pub use kernels::FusedOps;
 pub use logprobs::{ScoreOptions, ScoreRequest, Scored};
 pub use lora::{Adapter, LoraConfig, LoraRun, Target};
 pub use soup::{soup, SoupError};

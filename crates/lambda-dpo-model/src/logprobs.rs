@@ -209,8 +209,13 @@ impl Model {
         let flat = hidden.reshape((b * t, e))?; // [B·T, E]
         let picked = flat.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?; // [M, E]
         let normed = self.final_norm(&picked)?; // [M, E]
-        let token_logprobs =
-            lm_head_logprobs(&normed, &self.lm_head, targets, opts.logit_rows_per_chunk)?; // [M]
+        let token_logprobs = lm_head_logprobs(
+            &normed,
+            &self.lm_head,
+            targets,
+            opts.logit_rows_per_chunk,
+            self.fused.lm_head,
+        )?; // [M]
         let seq_idx = Tensor::from_vec(seq_of, m, &self.device)?;
         let sums = Tensor::zeros(offsets.len() - 1, candle_core::DType::F32, &self.device)?
             .index_add(&seq_idx, &token_logprobs, 0)?; // [S]

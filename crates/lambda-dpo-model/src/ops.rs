@@ -111,15 +111,19 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Log-probabilities `log softmax(h·Eᵀ)[t]` for each row of `hidden: [M, H]` and its target
-/// token, in f32, `[M]`. `rows_per_chunk` bounds the transient `[chunk, V]` logits.
+/// token, in f32, `[M]`. `rows_per_chunk` bounds the transient `[chunk, V]` logits. `fused`
+/// runs each chunk's log-softmax (and its gradient) as one row kernel on the CPU
+/// ([`crate::kernels::log_softmax_pick`]) instead of composed whole-chunk tensor ops.
 pub fn lm_head_logprobs(
     hidden: &Tensor,
     lm_head: &Tensor,
     targets: &[u32],
     rows_per_chunk: usize,
+    fused: bool,
 ) -> Result<Tensor> {
     let (m, _) = hidden.dims2()?;
-    let values = lm_head_values(&hidden.detach(), lm_head, targets, rows_per_chunk)?; // [M] f32
+    let fused = fused && hidden.device().is_cpu();
+    let values = lm_head_values(&hidden.detach(), lm_head, targets, rows_per_chunk, fused)?; // [M] f32
     if !hidden.track_op() && !lm_head.is_variable() {
         return Ok(values);
     }
@@ -127,6 +131,7 @@ pub fn lm_head_logprobs(
         targets: targets.to_vec(),
         values: values.clone(),
         rows_per_chunk,
+        fused,
     };
     let out = hidden.apply_op2(lm_head, op)?;
     debug_assert_eq!(out.dims1()?, m);
@@ -139,6 +144,7 @@ fn lm_head_values(
     lm_head: &Tensor,
     targets: &[u32],
     rows_per_chunk: usize,
+    fused: bool,
 ) -> candle_core::Result<Tensor> {
     let (m, _) = hidden.dims2()?;
     let dev = hidden.device();
@@ -148,6 +154,14 @@ fn lm_head_values(
         let len = rows_per_chunk.min(m - start);
         let h = hidden.narrow(0, start, len)?;
         let logits = h.matmul(&lm_head.t()?)?.to_dtype(DType::F32)?; // [c, V]
+        if fused {
+            parts.push(crate::kernels::log_softmax_pick(
+                &logits,
+                &targets[start..start + len],
+            )?); // [c]
+            start += len;
+            continue;
+        }
         let tgt = Tensor::from_slice(&targets[start..start + len], (len, 1), dev)?;
         let picked = logits.gather(&tgt, 1)?.squeeze(1)?; // [c]
         let max = logits.max_keepdim(1)?; // [c, 1]
@@ -170,6 +184,7 @@ struct LmHeadLogprobs {
     targets: Vec<u32>,
     values: Tensor,
     rows_per_chunk: usize,
+    fused: bool,
 }
 
 impl CustomOp2 for LmHeadLogprobs {
@@ -229,16 +244,19 @@ impl CustomOp2 for LmHeadLogprobs {
             let len = self.rows_per_chunk.min(m - start);
             let h = hidden.narrow(0, start, len)?;
             let logits = h.matmul(&lm_head.t()?)?.to_dtype(DType::F32)?; // [c, V]
-            let max = logits.max_keepdim(1)?;
-            let e = logits.broadcast_sub(&max)?.exp()?;
-            let p = e.broadcast_div(&e.sum_keepdim(1)?)?; // [c, V]
-            let tgt = Tensor::from_slice(&self.targets[start..start + len], len, dev)?;
-            let onehot = one_hot(&tgt, vocab, dev)?; // [c, V]
-            let g = grad
-                .narrow(0, start, len)?
-                .to_dtype(DType::F32)?
-                .unsqueeze(1)?; // [c, 1]
-            let dlogits = (onehot - p)?.broadcast_mul(&g)?.to_dtype(lm_head.dtype())?; // [c, V]
+            let targets = &self.targets[start..start + len];
+            let g = grad.narrow(0, start, len)?.to_dtype(DType::F32)?; // [c]
+            let dlogits = if self.fused {
+                crate::kernels::log_softmax_pick_grad(&logits, targets, &g)? // [c, V]
+            } else {
+                let max = logits.max_keepdim(1)?;
+                let e = logits.broadcast_sub(&max)?.exp()?;
+                let p = e.broadcast_div(&e.sum_keepdim(1)?)?; // [c, V]
+                let tgt = Tensor::from_slice(targets, len, dev)?;
+                let onehot = one_hot(&tgt, vocab, dev)?; // [c, V]
+                (onehot - p)?.broadcast_mul(&g.unsqueeze(1)?)? // [c, V]
+            };
+            let dlogits = dlogits.to_dtype(lm_head.dtype())?; // [c, V]
             parts.push(dlogits.matmul(lm_head)?); // [c, H]
             if train_head {
                 let dw = dlogits.t()?.matmul(&h.to_dtype(lm_head.dtype())?)?; // [V, H]

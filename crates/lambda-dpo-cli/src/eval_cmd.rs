@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lambda_dpo::eval::{
-    aggregate_task, group_alias, group_entry, gsm8k, mmlu_groups, score_items, task_alias,
-    task_entry, task_metrics, tasks, LeafScore, McItem, MetricEntry,
+    aggregate_task, encode_items, group_alias, group_entry, gsm8k, mmlu_groups, request_tokens,
+    score_encoded, task_alias, task_entry, task_metrics, tasks, Batching, LeafScore, McItem,
+    MetricEntry,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::{json, Map, Value};
@@ -75,6 +76,20 @@ pub struct EvalArgs {
     /// gsm8k: most new tokens per answer (lm-eval: 256).
     #[arg(long, default_value_t = 256)]
     max_gen_toks: usize,
+    /// Items per forward on the padded path. An item whose choices share their context tokens
+    /// (after the left truncation to --max-length: ARC, HellaSwag, MMLU and TruthfulQA when
+    /// nothing is cut) runs alone as one prefix-sharing forward: the context once, the choices
+    /// packed after it. The other items (WSC273, whose choices differ in the context; requests
+    /// cut to --max-length, where the cut depends on the continuation's length) run B at a
+    /// time, every request one right-padded row. Scores do not depend on B beyond f32
+    /// rounding. On CPU B > 1 is not faster (same work per token, plus padding and page
+    /// faults on larger tensors), hence the default 1; a GPU build may gain from more.
+    #[arg(long, default_value_t = Batching::default().batch_size as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Score every item on the padded path (one row per request, as lm-eval's HF backend), not
+    /// with the shared-context forward.
+    #[arg(long)]
+    no_prefix_sharing: bool,
     /// Compute dtype: f32 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -151,19 +166,23 @@ fn mc_entry(
     name: &str,
     items: &[McItem],
     max_length: usize,
+    batching: Batching,
 ) -> Result<(Value, LeafScore)> {
-    // Progress in characters of request text (a token-count proxy known before tokenising).
-    let per_item: Vec<u64> = items
+    let encoded = encode_items(tok, items)?;
+    // Progress in request tokens (what separate forwards would run), items in the message.
+    let per_item: Vec<u64> = encoded
         .iter()
-        .map(|i| {
-            i.requests
-                .iter()
-                .map(|r| (r.context.len() + r.continuation.len()) as u64)
-                .sum()
-        })
-        .collect();
+        .map(|r| request_tokens(r, max_length).map(|n| n as u64))
+        .collect::<lambda_dpo::eval::error::Result<_>>()?;
     let bar = tokens_bar(per_item.iter().sum(), name);
-    let scores = score_items(model, tok, items, max_length, &mut |i| bar.inc(per_item[i]))?;
+    let n = items.len();
+    let mut done = 0usize;
+    bar.set_message(format!("{name} 0/{n} items"));
+    let scores = score_encoded(model, &encoded, max_length, batching, &mut |i| {
+        done += 1;
+        bar.set_message(format!("{name} {done}/{n} items"));
+        bar.inc(per_item[i]);
+    })?;
     bar.finish_and_clear();
     let lls: Vec<Vec<f64>> = scores
         .iter()
@@ -227,6 +246,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let max_length = args
         .max_length
         .unwrap_or(model.config.max_position_embeddings);
+    let batching = Batching {
+        share_prefix: !args.no_prefix_sharing,
+        batch_size: args.batch_size as usize,
+    };
     let d = &args.data_dir;
     let mut results = Map::new();
     let mut groups = Map::new();
@@ -247,7 +270,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 let items = tasks::arc(&f, args.limit)?;
                 results.insert(
                     task.into(),
-                    mc_entry(&model, &tok, task, &items, max_length)?.0,
+                    mc_entry(&model, &tok, task, &items, max_length, batching)?.0,
                 );
             }
             "hellaswag" => {
@@ -262,7 +285,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 let items = tasks::hellaswag(&f, args.limit)?;
                 results.insert(
                     task.into(),
-                    mc_entry(&model, &tok, task, &items, max_length)?.0,
+                    mc_entry(&model, &tok, task, &items, max_length, batching)?.0,
                 );
             }
             "truthfulqa_mc1" | "truthfulqa_mc2" => {
@@ -275,7 +298,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 let items = tasks::truthfulqa(&f, variant, args.limit)?;
                 results.insert(
                     task.into(),
-                    mc_entry(&model, &tok, task, &items, max_length)?.0,
+                    mc_entry(&model, &tok, task, &items, max_length, batching)?.0,
                 );
             }
             "wsc273" => {
@@ -287,7 +310,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 let items = tasks::wsc273_any(&f, args.limit)?;
                 results.insert(
                     task.into(),
-                    mc_entry(&model, &tok, task, &items, max_length)?.0,
+                    mc_entry(&model, &tok, task, &items, max_length, batching)?.0,
                 );
             }
             "mmlu" => {
@@ -297,7 +320,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 for subject in tasks::mmlu_subjects(&test)? {
                     let items = tasks::mmlu_subject(&test, &dev, &subject, k, args.limit)?;
                     let name = format!("mmlu_{subject}");
-                    let (entry, leaf) = mc_entry(&model, &tok, &name, &items, max_length)?;
+                    let (entry, leaf) =
+                        mc_entry(&model, &tok, &name, &items, max_length, batching)?;
                     results.insert(name.clone(), entry);
                     leaves.push((subject, leaf));
                 }
@@ -357,6 +381,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "limit": args.limit,
             "max_length": max_length,
             "max_gen_toks": args.max_gen_toks,
+            "batch_size": args.batch_size,
+            "prefix_sharing": !args.no_prefix_sharing,
             "dtype": args.dtype,
             "reference": "lm-eval-harness 0.4.13 (HF backend, no chat template)",
         },

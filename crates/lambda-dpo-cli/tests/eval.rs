@@ -1,7 +1,7 @@
 //! `lambda-dpo eval` end to end on the tiny fixture models and the real benchmark items in
 //! ../shared/data: every results entry equals the one lm-eval 0.4.13 printed for the same
-//! items (fixtures in crates/lambda-dpo/tests/fixtures/eval, generator beside them), and bad
-//! flags exit 2 with a hint.
+//! items (fixtures in crates/lambda-dpo/tests/fixtures/eval, generator beside them), with and
+//! without prefix sharing and batching, and bad flags exit 2 with a hint.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -103,6 +103,22 @@ fn results_entries_equal_lm_eval_on_both_fixture_models() {
             let want = &fixture(model, &format!("{task}_0shot"))["results"][task];
             assert_entry(&r[task], want, &format!("{model}/{task}"));
         }
+        // The padded path for every item, several items per forward: the same entries.
+        let r = results(
+            model,
+            "arc_easy,wsc273",
+            "20",
+            &["--no-prefix-sharing", "--batch-size", "3"],
+            data,
+        );
+        for task in ["arc_easy", "wsc273"] {
+            let want = &fixture(model, &format!("{task}_0shot"))["results"][task];
+            assert_entry(
+                &r[task],
+                want,
+                &format!("{model}/{task} (batch 3, unshared)"),
+            );
+        }
         let r = results(model, "truthfulqa_mc1,truthfulqa_mc2", "16", &[], data);
         for task in ["truthfulqa_mc1", "truthfulqa_mc2"] {
             let want = &fixture(model, &format!("{task}_0shot"))["results"][task];
@@ -150,4 +166,17 @@ fn bad_flags_exit_2_with_a_hint() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(needle) && err.contains("hint:"), "{err}");
     }
+    let o = bin(&[
+        "--model",
+        model,
+        "--data-dir",
+        data,
+        "--tasks",
+        "arc_easy",
+        "--batch-size",
+        "0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--batch-size"), "{err}");
 }

@@ -1,8 +1,10 @@
 //! Parity with lm-eval-harness 0.4.13 on the tiny fixture models and the real benchmark items
 //! in `../shared/data/benchmarks` (reference numbers in `tests/fixtures/eval/`, see its
 //! README): (1) request strings and token ids, (2) per-request log-likelihoods and
-//! `is_greedy`, (3) per-item metrics, task metrics with standard errors and MMLU groups,
-//! computed both from the fixture's log-likelihoods and from ours.
+//! `is_greedy` through the scoring path `lambda-dpo eval` uses (prefix sharing where the
+//! contexts allow it), (3) per-item metrics, task metrics with standard errors and MMLU
+//! groups, computed both from the fixture's log-likelihoods and from ours; and the shared-
+//! prefix and batched forwards against one padded forward per item.
 
 mod common;
 
@@ -14,8 +16,8 @@ use lambda_dpo::eval::gsm8k;
 use lambda_dpo::eval::tasks::{self, TruthfulQa};
 use lambda_dpo::eval::{
     aggregate_task, encode_pair, group_alias, group_entry, mean, mean_stderr, mmlu_category,
-    mmlu_groups, score_item, task_alias, task_entry, task_metrics, EncodedRequest, LeafScore,
-    McItem, McMetric, MetricEntry,
+    mmlu_groups, score_encoded, score_item, shared_context, task_alias, task_entry, task_metrics,
+    Batching, EncodedRequest, LeafScore, McItem, McMetric, MetricEntry, RequestScore,
 };
 use lambda_dpo_model::{Model, Tokenizer};
 use serde_json::Value;
@@ -404,14 +406,15 @@ fn scoring_parity(model: &str) {
             let encoded = check_requests(&tok, model, run, task, fitems, ours);
             let mut max_delta = 0f64;
             let mut task_lls = Vec::new();
-            for ((fi, item), enc) in fitems.iter().zip(ours).zip(&encoded) {
-                let scores = score_item(&m, enc, max_length).unwrap();
+            let all =
+                score_encoded(&m, &encoded, max_length, Batching::default(), &mut |_| {}).unwrap();
+            for (((fi, item), _), scores) in fitems.iter().zip(ours).zip(&encoded).zip(&all) {
                 let mut item_lls = Vec::new();
                 for (k, (fr, s)) in fi["requests"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .zip(&scores)
+                    .zip(scores)
                     .enumerate()
                 {
                     let at = format!("{model}/{run}/{task} doc {} request {k}", item.doc_id);
@@ -444,6 +447,134 @@ fn scoring_parity(model: &str) {
             MC2_OUR_LL_TOL,
         );
     }
+}
+
+/// Index of the first maximum (lm-eval's `np.argmax`).
+fn first_argmax(xs: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, x) in xs.enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+/// The shared-prefix forward (one packed row per item whose requests share the truncated
+/// context) and padded batches of several items give what one padded forward per item gives:
+/// per-request log-likelihoods within 1e-4, the same `is_greedy` and truncation, and the same
+/// predictions (argmax of ll and of ll / characters) on every fixture item of every MC task.
+fn shared_and_batched_equal_one_forward_per_item(model: &str) {
+    const SAME_TOL: f64 = 1e-4;
+    let Some(data) = benchmarks() else { return };
+    let dir = common::model_dir(model);
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let m = Model::load(&dir, DType::F32, &Device::Cpu).unwrap();
+    let variants = [
+        ("shared, batch 1", Batching::default()),
+        (
+            "shared, batch 3",
+            Batching {
+                share_prefix: true,
+                batch_size: 3,
+            },
+        ),
+        (
+            "unshared, batch 5",
+            Batching {
+                share_prefix: false,
+                batch_size: 5,
+            },
+        ),
+    ];
+    let mut shared_total = 0;
+    for run in RUNS {
+        let fx = fixture(model, run);
+        let max_length = fx["model"]["max_length"].as_u64().unwrap() as usize;
+        for (task, fitems, ours) in &run_tasks(&data, &fx) {
+            let encoded = check_requests(&tok, model, run, task, fitems, ours);
+            let old: Vec<Vec<RequestScore>> = encoded
+                .iter()
+                .map(|enc| score_item(&m, enc, max_length).unwrap())
+                .collect();
+            let shared = encoded
+                .iter()
+                .filter(|e| shared_context(e, max_length).unwrap().is_some())
+                .count();
+            shared_total += shared;
+            // Tasks whose choices share one untruncated context always take the packed path;
+            // WSC273 (one context per choice) never does.
+            match task.as_str() {
+                "wsc273" => assert_eq!(shared, 0, "{model}/{run}/{task}: shared items"),
+                t if t.starts_with("arc") || t.starts_with("hellaswag") => {
+                    assert_eq!(shared, ours.len(), "{model}/{run}/{task}: shared items")
+                }
+                _ => {}
+            }
+            for (name, batching) in variants {
+                let mut seen = Vec::new();
+                let new = score_encoded(&m, &encoded, max_length, batching, &mut |i| seen.push(i))
+                    .unwrap();
+                seen.sort_unstable();
+                assert_eq!(
+                    seen,
+                    (0..ours.len()).collect::<Vec<_>>(),
+                    "{name}: progress"
+                );
+                let mut max_delta = 0f64;
+                for ((item, a), b) in ours.iter().zip(&old).zip(&new) {
+                    let at = format!("{model}/{run}/{task} doc {} ({name})", item.doc_id);
+                    assert_eq!(a.len(), b.len(), "{at}: requests");
+                    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                        let d = (f64::from(x.ll) - f64::from(y.ll)).abs();
+                        max_delta = max_delta.max(d);
+                        assert!(d <= SAME_TOL, "{at} request {k}: ll {} vs {}", y.ll, x.ll);
+                        assert_eq!(x.is_greedy, y.is_greedy, "{at} request {k}: is_greedy");
+                        assert_eq!(
+                            x.truncated_tokens, y.truncated_tokens,
+                            "{at} request {k}: truncated"
+                        );
+                    }
+                    let lls = |s: &[RequestScore]| -> Vec<f64> {
+                        s.iter().map(|r| f64::from(r.ll)).collect()
+                    };
+                    let (la, lb) = (lls(a), lls(b));
+                    assert_eq!(
+                        first_argmax(la.iter().copied()),
+                        first_argmax(lb.iter().copied()),
+                        "{at}: prediction"
+                    );
+                    let norm = |l: &[f64]| {
+                        first_argmax(
+                            l.iter()
+                                .zip(&item.choices)
+                                .map(|(x, c)| x / c.chars().count() as f64),
+                        )
+                    };
+                    assert_eq!(norm(&la), norm(&lb), "{at}: acc_norm prediction");
+                    for &metric in task_metrics(task) {
+                        let (va, vb) = (metric.of(item, &la), metric.of(item, &lb));
+                        assert!((va - vb).abs() <= SAME_TOL, "{at}: {metric:?} {vb} vs {va}");
+                    }
+                }
+                eprintln!(
+                    "{model}/{run}/{task} ({name}): {shared}/{} items shareable, max |Δll| vs one forward per item = {max_delta:.2e}",
+                    ours.len()
+                );
+            }
+        }
+    }
+    assert!(shared_total > 0, "{model}: no item took the shared path");
+}
+
+#[test]
+fn llama_shared_prefix_and_batched_scoring_equal_one_forward_per_item() {
+    shared_and_batched_equal_one_forward_per_item("llama");
+}
+
+#[test]
+fn qwen2_shared_prefix_and_batched_scoring_equal_one_forward_per_item() {
+    shared_and_batched_equal_one_forward_per_item("qwen2");
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! local benchmark file ─► tasks    (one reader per layout; lm-eval's doc_to_text/choice/target)
 //!   ─► McItem: (context, continuation) requests + gold
 //!   ─► requests (lm-eval HF `_encode_pair`; left truncation to max_length)
-//!   ─► score    (one forward per item: Σ log p(continuation), is_greedy)
+//!   ─► score    (Σ log p(continuation), is_greedy: one packed prefix-sharing forward per item
+//!                whose requests share their context, else several items per padded forward)
 //!   ─► metrics  (acc, acc_norm, acc_bytes, mc2, mean ± stderr, group aggregation over leaves)
 //! mmlu: the 57 subjects' categories and the group scores
 //! results: lm-eval's `results` entries (key names and order)
@@ -37,6 +38,9 @@ pub use metrics::{
 pub use mmlu::{group_alias, mmlu_category, mmlu_groups, MmluCategory, MMLU_SUBJECTS};
 pub use requests::{encode_pair, EncodedRequest};
 pub use results::{group_entry, task_alias, task_entry, MetricEntry};
-pub use run::{aggregate_task, score_items, task_metrics, McMetric, TaskMetric};
-pub use score::{score_item, RequestScore};
+pub use run::{
+    aggregate_task, encode_items, request_tokens, score_encoded, score_items, task_metrics,
+    Batching, McMetric, TaskMetric,
+};
+pub use score::{score_batch, score_item, score_item_shared, shared_context, RequestScore};
 pub use tasks::{McItem, McRequest};

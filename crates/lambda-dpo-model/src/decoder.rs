@@ -714,10 +714,15 @@ fn lora_update(
     if let Some(d) = diag {
         xa = xa.broadcast_mul(d)?;
     }
+    // The scale goes on the rank-r factor, not on the [M, out] product: one tensor of r
+    // columns instead of `out` columns kept by the graph, and a smaller pass each way.
+    if l.scale != 1.0 {
+        xa = (xa * l.scale)?;
+    }
     let y = xa.matmul(&l.b.as_tensor().t()?)?; // [M, out]
     let mut out = dims;
     *out.last_mut().expect("non-empty") = y.dim(1)?;
-    Ok((y * l.scale)?.reshape(out)?)
+    Ok(y.reshape(out)?)
 }
 
 /// Inverted-dropout mask: 0 with probability p, 1/(1−p) otherwise.

@@ -14,7 +14,7 @@ use lambda_dpo::data::{
 };
 use lambda_dpo_model::Tokenizer;
 
-use crate::scoring::data_error;
+use crate::scoring::{data_error, parse_missing};
 
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
@@ -180,20 +180,5 @@ fn parse_pairs(s: &str) -> Result<Pairs, String> {
         "best-worst" => Ok(Pairs::BestWorst),
         "all" => Ok(Pairs::All),
         _ => Err(format!("expected best-worst or all, found {s:?}")),
-    }
-}
-
-fn parse_missing(s: &str) -> Result<MissingPolicy, String> {
-    match s {
-        "drop" | "drop-dimension" => Ok(MissingPolicy::DropDimension),
-        "error" => Ok(MissingPolicy::Error),
-        other => other
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(MissingPolicy::Default)
-            .ok_or_else(|| {
-                format!("expected drop, error or a default rating (e.g. 1), found {s:?}")
-            }),
     }
 }

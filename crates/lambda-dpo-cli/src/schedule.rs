@@ -19,7 +19,6 @@ use lambda_dpo_math::scheduler::{feature_names, num_features, CandidateSource, S
 use serde_json::{json, Value};
 
 use crate::input_error::InputError;
-use crate::jsonl::kind;
 
 /// Fit observed scores over λ and turn candidate λ into sampling probabilities (paper App. D).
 #[derive(clap::Args, Debug)]
@@ -186,121 +185,23 @@ pub fn run(args: &ScheduleArgs) -> Result<()> {
     Ok(())
 }
 
-/// Read a JSONL file of `{"lambda": [..]}` lines (with a finite `"score"` when `with_score`).
-/// Every λ must have the dimension of the first line (or of `expect = (d, other file)`).
-/// λ off the simplex is allowed — the fit does not need it — but reported on stderr.
+/// A points (`with_score`) or candidates file through the library's reader: its off-simplex
+/// warnings on stderr, its errors as input errors (exit code 2).
 fn read_lambda_file(
     path: &Path,
     with_score: bool,
     expect: Option<(usize, &Path)>,
 ) -> Result<Vec<Line>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let example = if with_score {
-        r#"{"lambda": [0.25, 0.25, 0.25, 0.25], "score": 0.47}"#
-    } else {
-        r#"{"lambda": [0.25, 0.25, 0.25, 0.25]}"#
-    };
-    let mut lines: Vec<Line> = Vec::new();
-    let mut dim = expect.map(|(d, _)| d);
-    for (n, raw) in text.lines().enumerate() {
-        let lineno = n + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let err =
-            |field: Option<&str>, msg: String| InputError::new(path, Some(lineno), field, msg);
-        let v: Value = serde_json::from_str(raw).map_err(|e| {
-            err(None, format!("invalid JSON: {e}"))
-                .hint(format!("each line is one object, e.g. {example}"))
-        })?;
-        let obj = v.as_object().ok_or_else(|| {
-            err(None, format!("expected a JSON object, found {}", kind(&v)))
-                .hint(format!("each line is one object, e.g. {example}"))
-        })?;
-
-        let lambda_v = obj.get("lambda").ok_or_else(|| {
-            err(Some("lambda"), "missing".into())
-                .hint(format!("each line is one object, e.g. {example}"))
-        })?;
-        let arr = lambda_v.as_array().ok_or_else(|| {
-            err(
-                Some("lambda"),
-                format!("expected an array of numbers, found {}", kind(lambda_v)),
-            )
-        })?;
-        if arr.is_empty() {
-            return Err(err(
-                Some("lambda"),
-                "is empty; expected one weight per preference dimension".into(),
-            )
-            .into());
-        }
-        let lambda: Vec<f64> = arr
-            .iter()
-            .enumerate()
-            .map(|(j, x)| {
-                x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
-                    err(
-                        Some(&format!("lambda[{j}]")),
-                        format!("expected a finite number, found {x}"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        match dim {
-            Some(d) if d != lambda.len() => {
-                let origin = match expect {
-                    Some((_, other)) => format!("the points in {}", other.display()),
-                    None => "the first line".to_string(),
-                };
-                return Err(err(
-                    Some("lambda"),
-                    format!("has {} weights, expected {d} like {origin}", lambda.len()),
-                )
-                .hint("every λ needs one weight per preference dimension, in the same order")
-                .into());
-            }
-            Some(_) => {}
-            None => dim = Some(lambda.len()),
-        }
-        // Rounded published tables (the authors' rows sum to 0.999–1.001) are legitimate input:
-        // warn, do not refuse, and do not renormalise, so the fit sees the numbers as written.
-        let sum: f64 = lambda.iter().sum();
-        if (sum - 1.0).abs() > 1e-6 || lambda.iter().any(|&l| l < 0.0) {
-            eprintln!("warning: {}:{lineno}: λ {lambda:?} is not on the simplex (sum {sum}); used as given", path.display());
-        }
-
-        let score = if with_score {
-            let s = obj.get("score").ok_or_else(|| {
-                err(Some("score"), "missing".into())
-                    .hint(format!("each line is one object, e.g. {example}"))
-            })?;
-            Some(s.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
-                err(
-                    Some("score"),
-                    format!("expected a finite number, found {}", kind(s)),
-                )
-            })?)
-        } else {
-            None
-        };
-        lines.push(Line { lambda, score });
+    let (lines, warnings) = lambda_dpo::schedule::read_lambda_lines(path, with_score, expect)
+        .map_err(schedule_error)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
-    if lines.is_empty() {
-        let what = if with_score {
-            "observed points"
-        } else {
-            "candidates"
-        };
-        return Err(InputError::new(
-            path,
-            None,
-            None,
-            format!("no {what}: the file has no non-empty lines"),
-        )
-        .hint(format!("each line is one object, e.g. {example}"))
-        .into());
-    }
-    Ok(lines)
+    Ok(lines
+        .into_iter()
+        .map(|l| Line {
+            lambda: l.lambda,
+            score: l.score,
+        })
+        .collect())
 }

@@ -370,53 +370,155 @@ fn available(doc: &Value) -> Vec<String> {
     out
 }
 
-/// A JSONL file of `{"lambda": [..], "score": y}` lines.
-pub fn read_points(path: &Path) -> Result<Vec<ObservedPoint>> {
-    let example = r#"{"lambda": [0.25, 0.25, 0.25, 0.25], "score": 0.47}"#;
+/// One line of a points or candidates file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaLine {
+    /// 1-based line number.
+    pub line: usize,
+    pub lambda: Vec<f64>,
+    /// The observed score (points files only).
+    pub score: Option<f64>,
+}
+
+/// Reads a JSONL file of `{"lambda": [..]}` lines (with a finite `"score"` when `with_score`):
+/// every λ must have the dimension of the first line, or of `expect = (d, other file)`. λ off
+/// the simplex is allowed — the fit does not need it, and published tables are rounded — and
+/// returned as a warning (`file:line: …`) beside the lines, for the caller to show.
+pub fn read_lambda_lines(
+    path: &Path,
+    with_score: bool,
+    expect: Option<(usize, &Path)>,
+) -> Result<(Vec<LambdaLine>, Vec<String>)> {
+    let example = if with_score {
+        r#"{"lambda": [0.25, 0.25, 0.25, 0.25], "score": 0.47}"#
+    } else {
+        r#"{"lambda": [0.25, 0.25, 0.25, 0.25]}"#
+    };
+    let each = format!("each line is one object, e.g. {example}");
     let text = std::fs::read_to_string(path)
         .map_err(|e| ScheduleError::new(path, None, format!("cannot read: {e}")))?;
-    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    let mut warnings = Vec::new();
+    let mut dim = expect.map(|(d, _)| d);
     for (n, raw) in text.lines().enumerate() {
         let line = n + 1;
         if raw.trim().is_empty() {
             continue;
         }
         let err = |field: Option<&str>, m: String| ScheduleError::new(path, field, m).at(line);
-        let v: Value = serde_json::from_str(raw).map_err(|e| {
-            err(None, format!("invalid JSON: {e}"))
-                .hint(format!("each line is one object, e.g. {example}"))
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| err(None, format!("invalid JSON: {e}")).hint(each.clone()))?;
+        let obj = v.as_object().ok_or_else(|| {
+            err(None, format!("expected a JSON object, found {}", kind(&v))).hint(each.clone())
         })?;
-        let lambda = v
+        let lambda_v = obj
             .get("lambda")
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_f64().filter(|f| f.is_finite()))
-                    .collect::<Option<Vec<f64>>>()
+            .ok_or_else(|| err(Some("lambda"), "missing".into()).hint(each.clone()))?;
+        let arr = lambda_v.as_array().ok_or_else(|| {
+            err(
+                Some("lambda"),
+                format!("expected an array of numbers, found {}", kind(lambda_v)),
+            )
+        })?;
+        if arr.is_empty() {
+            return Err(err(
+                Some("lambda"),
+                "is empty; expected one weight per preference dimension".into(),
+            ));
+        }
+        let lambda: Vec<f64> = arr
+            .iter()
+            .enumerate()
+            .map(|(j, x)| {
+                x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+                    err(
+                        Some(&format!("lambda[{j}]")),
+                        format!("expected a finite number, found {x}"),
+                    )
+                })
             })
-            .ok_or_else(|| {
-                err(
+            .collect::<Result<_>>()?;
+        match dim {
+            Some(d) if d != lambda.len() => {
+                let origin = match expect {
+                    Some((_, other)) => format!("the points in {}", other.display()),
+                    None => "the first line".to_string(),
+                };
+                return Err(err(
                     Some("lambda"),
-                    "expected a non-empty array of finite numbers".into(),
+                    format!("has {} weights, expected {d} like {origin}", lambda.len()),
                 )
-                .hint(format!("e.g. {example}"))
-            })?;
-        let score = v
-            .get("score")
-            .and_then(Value::as_f64)
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| {
-                err(Some("score"), "expected a finite number".into())
-                    .hint(format!("e.g. {example}"))
-            })?;
-        out.push(ObservedPoint {
+                .hint("every λ needs one weight per preference dimension, in the same order"));
+            }
+            Some(_) => {}
+            None => dim = Some(lambda.len()),
+        }
+        let sum: f64 = lambda.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 || lambda.iter().any(|&l| l < 0.0) {
+            warnings.push(format!(
+                "{}:{line}: λ {lambda:?} is not on the simplex (sum {sum}); used as given",
+                path.display()
+            ));
+        }
+        let score = if with_score {
+            let s = obj
+                .get("score")
+                .ok_or_else(|| err(Some("score"), "missing".into()).hint(each.clone()))?;
+            Some(s.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+                err(
+                    Some("score"),
+                    format!("expected a finite number, found {}", kind(s)),
+                )
+            })?)
+        } else {
+            None
+        };
+        lines.push(LambdaLine {
+            line,
             lambda,
             score,
-            source: format!("{}:{line}", path.display()),
         });
     }
-    Ok(out)
+    if lines.is_empty() {
+        let what = if with_score {
+            "observed points"
+        } else {
+            "candidates"
+        };
+        return Err(ScheduleError::new(
+            path,
+            None,
+            format!("no {what}: the file has no non-empty lines"),
+        )
+        .hint(each));
+    }
+    Ok((lines, warnings))
+}
+
+/// A points file as observed points (see [`read_lambda_lines`]; its warnings are dropped: the
+/// fit uses the numbers as written).
+pub fn read_points(path: &Path) -> Result<Vec<ObservedPoint>> {
+    let (lines, _) = read_lambda_lines(path, true, None)?;
+    Ok(lines
+        .into_iter()
+        .map(|l| ObservedPoint {
+            lambda: l.lambda,
+            score: l.score.expect("read with scores"),
+            source: format!("{}:{}", path.display(), l.line),
+        })
+        .collect())
+}
+
+/// What a JSON value is, for error messages ("a string", "an array", …).
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]

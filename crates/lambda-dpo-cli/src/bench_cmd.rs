@@ -116,6 +116,10 @@ struct TrainStepArgs {
     /// (`train.prefix_sharing`); tokens/s still counts N·(P+C).
     #[arg(long)]
     prefix_sharing: bool,
+    /// Keep only each decoder block's input in the policy forward and recompute the blocks
+    /// one at a time in the backward (`train.gradient_checkpointing`).
+    #[arg(long)]
+    gradient_checkpointing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -159,6 +163,7 @@ struct Report {
     lora_params: Option<usize>,
     chunk_size: Option<usize>,
     prefix_sharing: Option<bool>,
+    gradient_checkpointing: Option<bool>,
     tokens_per_step: usize,
     /// tokens_per_step / median step time.
     tokens_per_s: f64,
@@ -254,6 +259,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         lora_params: None,
         chunk_size: None,
         prefix_sharing: None,
+        gradient_checkpointing: None,
         tokens_per_step: 0,
         tokens_per_s: 0.0,
         step_ms: Stats {
@@ -424,6 +430,7 @@ fn train_step(
         let opts = StepOptions {
             chunk_size: chunk,
             prefix_sharing: a.prefix_sharing,
+            gradient_checkpointing: a.gradient_checkpointing,
             dropout_seed: Some(w.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             grad_scale: 1.0,
             backward: true,
@@ -478,7 +485,10 @@ fn train_step(
         n * (p + c)
     };
     let nd_run = params.matmul as f64 * run_tokens as f64;
-    let policy_forwards = if chunk < n { 2.0 } else { 1.0 };
+    // Two-pass chunking runs the policy forward twice; checkpointing recomputes it once more
+    // in the backward.
+    let policy_forwards =
+        if chunk < n { 2.0 } else { 1.0 } + if a.gradient_checkpointing { 1.0 } else { 0.0 };
     let ref_forward = if a.reference == RefMode::DisabledAdapter {
         2.0
     } else {
@@ -489,6 +499,7 @@ fn train_step(
     report.lora_params = Some(adapter.num_parameters());
     report.chunk_size = Some(chunk);
     report.prefix_sharing = Some(a.prefix_sharing);
+    report.gradient_checkpointing = Some(a.gradient_checkpointing);
     report.tokens_per_step = n * (p + c);
     report.step_ms = Stats::of(&step_ms).expect("steps ≥ 1");
     report.forward_ms = Stats::of(&fwd_ms);
@@ -497,7 +508,11 @@ fn train_step(
     report.actual_flops_per_step = (2.0 * policy_forwards + 2.0 + ref_forward) * nd_run;
     report.flop_formula = format!(
         "model = 6·N·D (the standard training convention: forward 2ND + backward 4ND); actual = {}2ND' policy forward + 2ND' backward to the activations only (base weights are frozen: no weight gradients; LoRA terms ignored){}; N = matmul params (7 projections per layer + LM head), D = N_resp·(P+C) tokens, D' = {}; attention scores not counted",
-        if policy_forwards > 1.0 { "2 × " } else { "" },
+        match policy_forwards as u32 {
+            1 => "",
+            2 => "2 × ",
+            _ => "3 × ",
+        },
         if ref_forward > 0.0 { " + 2ND' reference forward" } else { "" },
         if a.prefix_sharing {
             "chunks·P + N_resp·(C−1) tokens actually run with prefix sharing"
@@ -633,7 +648,7 @@ fn table(r: &Report) -> String {
     );
     let what = match r.bench {
         "train-step" => format!(
-            "λ-DPO list of N={} responses, P={} prompt + C={} response tokens; LoRA r={} ({} trainable) on all 7 projections; reference: {}; chunk {}; prefix sharing {}",
+            "λ-DPO list of N={} responses, P={} prompt + C={} response tokens; LoRA r={} ({} trainable) on all 7 projections; reference: {}; chunk {}; prefix sharing {}; gradient checkpointing {}",
             r.n,
             r.prompt_len,
             r.response_len,
@@ -642,6 +657,11 @@ fn table(r: &Report) -> String {
             r.reference.unwrap_or("-"),
             r.chunk_size.unwrap_or(r.n),
             if r.prefix_sharing == Some(true) {
+                "on"
+            } else {
+                "off"
+            },
+            if r.gradient_checkpointing == Some(true) {
                 "on"
             } else {
                 "off"

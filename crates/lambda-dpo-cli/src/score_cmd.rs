@@ -249,6 +249,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             score: ScoreOptions::default(),
             // Separate forwards: the reported numbers are the reference ones.
             prefix_sharing: false,
+            gradient_checkpointing: false,
         };
         bar.inc(
             list.responses

@@ -123,3 +123,22 @@ fn bad_workload_is_an_input_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--n"));
 }
+
+#[test]
+fn train_step_with_gradient_checkpointing() {
+    let r = bench(
+        &[
+            &["train-step", "--n", "2", "--gradient-checkpointing"][..],
+            &SMALL[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(r["gradient_checkpointing"], true);
+    positive(&r, "tokens_per_s");
+    // The policy forward, its recompute in the backward, the backward and the reference
+    // forward: 2ND each.
+    let want = 8.0 * r["matmul_params"].as_f64().unwrap() * (2 * (8 + 8)) as f64;
+    assert!((r["actual_flops_per_step"].as_f64().unwrap() - want).abs() < 1.0);
+    let loss = r["loss_first"].as_f64().unwrap();
+    assert!((loss - 2f64.ln()).abs() < 1e-4, "loss {loss}");
+}

@@ -7,6 +7,8 @@
 //! tokens only, with keys and values kept in a [`KvCache`] and no autograd graph.
 //! [`Model::hidden_states_packed`] runs one prompt and several continuations as one sequence
 //! ([`PackedLayout`]: restarted positions, block attention), so the prompt is computed once.
+//! Every training forward is `Model::embed` then `Model::block` L times: one block body, which
+//! gradient checkpointing ([`crate::checkpoint`]) also reruns block by block in its backward.
 //! Shapes use B = batch, T = time, S = key positions, H = heads, Hk = kv heads, G = H / Hk
 //! (query heads per kv head), d = head_dim, E = hidden size.
 
@@ -39,14 +41,16 @@ pub struct Layer {
 }
 
 /// What every layer's attention shares in one forward: rotary tables and who attends to whom.
-struct Positional {
+#[derive(Debug)]
+pub(crate) struct Positional {
     cos: Tensor, // [T, d]
     sin: Tensor, // [T, d]
     attention: Attention,
 }
 
 /// Which keys each query column may attend to.
-enum Attention {
+#[derive(Debug)]
+pub(crate) enum Attention {
     /// One additive mask for every row: `[T, T]` f32, 0 or −∞ (causal for ordinary sequences).
     Mask(Tensor),
     /// A packed prefix-sharing row ([`PackedLayout`]), attended segment by segment: the prefix
@@ -281,6 +285,17 @@ impl Model {
         layout: &PackedLayout,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
+        let attention = self.packed_attention(ids, layout)?;
+        self.run_layers(ids, &layout.positions(), attention, lora)
+    }
+
+    /// The segment-by-segment attention of a packed row (see [`Model::hidden_states_packed`]),
+    /// after checking that `ids: [1, T]` fits `layout`.
+    pub(crate) fn packed_attention(
+        &self,
+        ids: &Tensor,
+        layout: &PackedLayout,
+    ) -> Result<Attention> {
         let (b, t) = ids.dims2()?;
         if b != 1 || t != layout.len() || layout.prefix == 0 {
             return Err(ModelError::Input(format!(
@@ -299,22 +314,37 @@ impl Model {
             }
             start += len;
         }
-        let attention = Attention::Packed {
+        Ok(Attention::Packed {
             prefix: p,
             prefix_mask: causal_mask(p, &self.device)?,
             blocks,
-        };
-        self.run_layers(ids, &layout.positions(), attention, lora)
+        })
     }
 
     /// Embedding, the decoder blocks, no final norm: `ids: [B, T]` → `[B, T, E]`.
-    fn run_layers(
+    pub(crate) fn run_layers(
         &self,
         ids: &Tensor,
         positions: &[u32],
         attention: Attention,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
+        let pos = self.positional(ids, positions, attention)?;
+        let mut x = self.embed(ids)?; // [B, T, E]
+        for i in 0..self.layers.len() {
+            x = self.block(i, &x, &pos, lora)?;
+        }
+        Ok(x)
+    }
+
+    /// Rotary tables for `positions` (one per column of `ids: [B, T]`) with the attention
+    /// pattern: what every block of one forward shares.
+    pub(crate) fn positional(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        attention: Attention,
+    ) -> Result<Positional> {
         let (_b, t) = ids.dims2()?;
         if positions.len() != t {
             return Err(ModelError::Input(format!(
@@ -323,25 +353,41 @@ impl Model {
             )));
         }
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions, self.dtype, &self.device)?; // [T, d]
-        let pos = Positional {
+        Ok(Positional {
             cos,
             sin,
             attention,
-        };
-        let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((
-            ids.dim(0)?,
+        })
+    }
+
+    /// Token embeddings: `ids: [B, T]` → `[B, T, E]`.
+    pub(crate) fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        Ok(self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((
+            b,
             t,
             self.config.hidden_size,
-        ))?; // [B, T, E]
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = self.rms_norm(&x, &layer.input_norm)?;
-            let attn = self.attention(i, layer, &h, &pos, lora)?;
-            x = (x + attn)?;
-            let h = self.rms_norm(&x, &layer.post_attention_norm)?;
-            let mlp = self.mlp(i, layer, &h, lora)?;
-            x = (x + mlp)?;
-        }
-        Ok(x)
+        ))?) // [B, T, E]
+    }
+
+    /// Decoder block `i`: `x: [B, T, E]` → `[B, T, E]` (pre-norm attention, then pre-norm
+    /// SwiGLU MLP, each added to the residual stream). The one block body of every training
+    /// forward: [`Model::run_layers`] chains it, and gradient checkpointing
+    /// ([`crate::checkpoint`]) reruns it one block at a time in the backward.
+    pub(crate) fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        pos: &Positional,
+        lora: Option<LoraRun<'_>>,
+    ) -> Result<Tensor> {
+        let layer = &self.layers[i];
+        let h = self.rms_norm(x, &layer.input_norm)?;
+        let attn = self.attention(i, layer, &h, pos, lora)?;
+        let x = (x + attn)?;
+        let h = self.rms_norm(&x, &layer.post_attention_norm)?;
+        let mlp = self.mlp(i, layer, &h, lora)?;
+        Ok((x + mlp)?)
     }
 
     /// The final RMSNorm (applied by callers only to the rows they need).
@@ -736,7 +782,7 @@ fn dropout_mask(m: usize, n: usize, p: f64, seed: u64, device: &Device) -> Resul
 }
 
 /// `[T, T]` additive causal mask: 0 on and below the diagonal, −∞ above.
-fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+pub(crate) fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
     let v: Vec<f32> = (0..t * t)
         .map(|k| {
             if k % t > k / t {

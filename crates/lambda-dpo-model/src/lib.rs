@@ -3,12 +3,14 @@
 //! What lives here: reading HF model folders ([`config`], [`weights`]), the differentiable
 //! decoder ([`decoder`]) with its training-safe ops ([`ops`], [`rope`]) and fused CPU kernels
 //! with a backward ([`kernels`]), LoRA adapters in PEFT
-//! format ([`lora`]), per-token log-probabilities ([`logprobs`]), the tokenizer and chat
+//! format ([`lora`]), per-token log-probabilities ([`logprobs`]) and their gradient-checkpointed
+//! training forward ([`checkpoint`]), the tokenizer and chat
 //! templates ([`tokenizer`], [`chat`]), KV-cached batched text generation ([`generate`]),
 //! adapter soups ([`soup`]), and merging an adapter into a plain HF folder ([`export`]).
 //! What does not: losses (pure math crate), data formats, the training loop.
 
 pub mod chat;
+pub mod checkpoint;
 pub mod config;
 pub mod decoder;
 pub mod error;
@@ -26,6 +28,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use chat::{ChatTemplate, Message};
+pub use checkpoint::Checkpointed;
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use decoder::{KvCache, Model, PackedLayout};
 pub use error::{ModelError, Result};

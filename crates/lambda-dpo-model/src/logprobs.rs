@@ -23,7 +23,8 @@
 
 use candle_core::Tensor;
 
-use crate::decoder::{Model, PackedLayout};
+use crate::checkpoint::Checkpointed;
+use crate::decoder::{causal_mask, Attention, Model, PackedLayout};
 use crate::error::{ModelError, Result};
 use crate::lora::LoraRun;
 use crate::ops::lm_head_logprobs;
@@ -68,6 +69,28 @@ impl Default for ScoreOptions {
     }
 }
 
+/// The rows of a forward's hidden states that are scored, and against what.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    /// Flattened `[B·T]` row of the hidden state that predicts each scored token.
+    rows: Vec<u32>,
+    /// The token each of those rows is scored on.
+    targets: Vec<u32>,
+    /// The request each scored token belongs to.
+    seq_of: Vec<u32>,
+    /// `offsets[s]..offsets[s+1]` are request s's scored tokens.
+    offsets: Vec<usize>,
+}
+
+/// Everything a scoring forward needs, before any block runs: the input ids, the rotary
+/// position and attention pattern of every column, and the scored rows.
+pub(crate) struct Plan {
+    pub(crate) ids: Tensor, // [B, T]
+    pub(crate) positions: Vec<u32>,
+    pub(crate) attention: Attention,
+    pub(crate) head: Head,
+}
+
 impl Model {
     /// Scores `requests` in one right-padded forward. With a [`LoraRun`] whose adapter vars are
     /// being trained, `sums` carries the graph back to them.
@@ -77,6 +100,54 @@ impl Model {
         lora: Option<LoraRun<'_>>,
         opts: ScoreOptions,
     ) -> Result<Scored> {
+        let plan = self.plan_separate(requests)?;
+        let hidden = self.run_layers(&plan.ids, &plan.positions, plan.attention, lora)?; // [B, T, E]
+        self.gather_and_score(&hidden, &plan.head, opts)
+    }
+
+    /// Scores N continuations of one prompt in one packed forward (see the module docs):
+    /// the same [`Scored`] as [`Model::score`] over the requests `prompt ++ continuation_i`
+    /// with `start = prompt.len()`, up to float rounding, with the prompt computed once.
+    ///
+    /// With LoRA dropout on, the prompt's columns get one dropout mask shared by all
+    /// continuations (separate forwards draw one per row), so with `dropout > 0` the values are
+    /// a different draw from [`Model::score`]'s, not equal to them.
+    pub fn score_shared<R: AsRef<[u32]>>(
+        &self,
+        prompt: &[u32],
+        continuations: &[R],
+        lora: Option<LoraRun<'_>>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
+        let plan = self.plan_shared(prompt, continuations)?;
+        let hidden = self.run_layers(&plan.ids, &plan.positions, plan.attention, lora)?; // [1, T, E]
+        self.gather_and_score(&hidden, &plan.head, opts)
+    }
+
+    /// [`Model::score`] with gradient checkpointing: the forward keeps only each block's input,
+    /// and [`Checkpointed::backward`] recomputes one block at a time.
+    pub fn score_checkpointed<'a>(
+        &'a self,
+        requests: &[ScoreRequest<'_>],
+        lora: Option<LoraRun<'a>>,
+        opts: ScoreOptions,
+    ) -> Result<Checkpointed<'a>> {
+        Checkpointed::forward(self, self.plan_separate(requests)?, lora, opts)
+    }
+
+    /// [`Model::score_shared`] with gradient checkpointing (see [`Model::score_checkpointed`]).
+    pub fn score_shared_checkpointed<'a, R: AsRef<[u32]>>(
+        &'a self,
+        prompt: &[u32],
+        continuations: &[R],
+        lora: Option<LoraRun<'a>>,
+        opts: ScoreOptions,
+    ) -> Result<Checkpointed<'a>> {
+        Checkpointed::forward(self, self.plan_shared(prompt, continuations)?, lora, opts)
+    }
+
+    /// The right-padded batch of [`Model::score`], causal attention.
+    fn plan_separate(&self, requests: &[ScoreRequest<'_>]) -> Result<Plan> {
         if requests.is_empty() {
             return Err(ModelError::Input("no sequences to score".into()));
         }
@@ -108,7 +179,6 @@ impl Model {
         }
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?; // [B, T]
         let positions: Vec<u32> = (0..t as u32).collect();
-        let hidden = self.hidden_states(&ids, &positions, lora)?; // [B, T, E]
 
         // Rows that predict a scored token: position p−1 predicts ids[p], p = start..len.
         let mut rows = Vec::new();
@@ -123,23 +193,21 @@ impl Model {
             }
             offsets.push(rows.len());
         }
-        self.gather_and_score(&hidden, rows, &targets, seq_of, offsets, opts)
+        Ok(Plan {
+            ids,
+            positions,
+            attention: Attention::Mask(causal_mask(t, &self.device)?),
+            head: Head {
+                rows,
+                targets,
+                seq_of,
+                offsets,
+            },
+        })
     }
 
-    /// Scores N continuations of one prompt in one packed forward (see the module docs):
-    /// the same [`Scored`] as [`Model::score`] over the requests `prompt ++ continuation_i`
-    /// with `start = prompt.len()`, up to float rounding, with the prompt computed once.
-    ///
-    /// With LoRA dropout on, the prompt's columns get one dropout mask shared by all
-    /// continuations (separate forwards draw one per row), so with `dropout > 0` the values are
-    /// a different draw from [`Model::score`]'s, not equal to them.
-    pub fn score_shared<R: AsRef<[u32]>>(
-        &self,
-        prompt: &[u32],
-        continuations: &[R],
-        lora: Option<LoraRun<'_>>,
-        opts: ScoreOptions,
-    ) -> Result<Scored> {
+    /// The packed prefix-sharing row of [`Model::score_shared`].
+    fn plan_shared<R: AsRef<[u32]>>(&self, prompt: &[u32], continuations: &[R]) -> Result<Plan> {
         if continuations.is_empty() {
             return Err(ModelError::Input("no sequences to score".into()));
         }
@@ -172,7 +240,7 @@ impl Model {
         }
         let t = ids.len();
         let ids = Tensor::from_vec(ids, (1, t), &self.device)?; // [1, T]
-        let hidden = self.hidden_states_packed(&ids, &layout, lora)?; // [1, T, E]
+        let attention = self.packed_attention(&ids, &layout)?;
 
         // y_i[0] ← the last prompt column (the same row for every i); y_i[j] ← block column j−1.
         let mut rows = Vec::new();
@@ -190,39 +258,50 @@ impl Model {
             offsets.push(rows.len());
             start += c.len() - 1;
         }
-        self.gather_and_score(&hidden, rows, &targets, seq_of, offsets, opts)
+        Ok(Plan {
+            ids,
+            positions: layout.positions(),
+            attention,
+            head: Head {
+                rows,
+                targets,
+                seq_of,
+                offsets,
+            },
+        })
     }
 
-    /// Log-probs of `targets` from the rows `rows` of `hidden: [B, T, E]` (flattened), summed
-    /// per sequence (`seq_of`): final norm and the chunked lm-head on the gathered rows only.
-    fn gather_and_score(
+    /// Log-probs of the head's targets from its rows of `hidden: [B, T, E]` (flattened),
+    /// summed per sequence: final norm and the chunked lm-head on the gathered rows only.
+    pub(crate) fn gather_and_score(
         &self,
         hidden: &Tensor,
-        rows: Vec<u32>,
-        targets: &[u32],
-        seq_of: Vec<u32>,
-        offsets: Vec<usize>,
+        head: &Head,
         opts: ScoreOptions,
     ) -> Result<Scored> {
         let (b, t, e) = hidden.dims3()?;
-        let m = rows.len();
+        let m = head.rows.len();
         let flat = hidden.reshape((b * t, e))?; // [B·T, E]
-        let picked = flat.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?; // [M, E]
+        let picked = flat.index_select(&Tensor::from_slice(&head.rows, m, &self.device)?, 0)?; // [M, E]
         let normed = self.final_norm(&picked)?; // [M, E]
         let token_logprobs = lm_head_logprobs(
             &normed,
             &self.lm_head,
-            targets,
+            &head.targets,
             opts.logit_rows_per_chunk,
             self.fused.lm_head,
         )?; // [M]
-        let seq_idx = Tensor::from_vec(seq_of, m, &self.device)?;
-        let sums = Tensor::zeros(offsets.len() - 1, candle_core::DType::F32, &self.device)?
-            .index_add(&seq_idx, &token_logprobs, 0)?; // [S]
+        let seq_idx = Tensor::from_slice(&head.seq_of, m, &self.device)?;
+        let sums = Tensor::zeros(
+            head.offsets.len() - 1,
+            candle_core::DType::F32,
+            &self.device,
+        )?
+        .index_add(&seq_idx, &token_logprobs, 0)?; // [S]
         Ok(Scored {
             token_logprobs,
             sums,
-            offsets,
+            offsets: head.offsets.clone(),
         })
     }
 }

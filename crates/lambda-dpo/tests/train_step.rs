@@ -43,6 +43,7 @@ fn opts(chunk: usize, seed: Option<u64>) -> StepOptions {
         backward: true,
         score: ScoreOptions::default(),
         prefix_sharing: false,
+        gradient_checkpointing: false,
     }
 }
 

@@ -285,6 +285,14 @@ pub struct TrainSection {
     /// one packed forward. With LoRA dropout the prompt shares one dropout mask across the
     /// responses. Default false.
     pub prefix_sharing: bool,
+    /// Gradient checkpointing per decoder block: the policy forward keeps only each block's
+    /// input hidden state, and the backward recomputes the blocks one at a time from the top.
+    /// Peak activation memory becomes one block's activations plus L + 1 hidden states
+    /// (`[rows, T, E]` each) per chunk, for one more forward of every block. Same gradients up to
+    /// float rounding; the recompute draws the same LoRA dropout masks. Composes with
+    /// `chunk_size`, `prefix_sharing`, every reference mode, SFT and full fine-tuning.
+    /// Default false.
+    pub gradient_checkpointing: bool,
     /// Evaluate on the held-out lists every K optimizer steps, at the end, and (when set) once
     /// before the first update, at step 0. Default: at the end only.
     pub eval_every: Option<u64>,
@@ -315,6 +323,7 @@ impl Default for TrainSection {
             seed: 42,
             chunk_size: None,
             prefix_sharing: false,
+            gradient_checkpointing: false,
             eval_every: None,
             save_every: None,
             keep_last: 2,

@@ -456,6 +456,7 @@ fn train_stage(
                         ex,
                         dropout_seed,
                         grad_scale,
+                        cfg.train.gradient_checkpointing,
                     )?;
                     check_finite(loss, state.step, &ex.source)?;
                     acc.add("loss", loss);
@@ -652,6 +653,7 @@ fn preference_list(
         backward: pass.backward,
         score: ScoreOptions::default(),
         prefix_sharing: cfg.train.prefix_sharing,
+        gradient_checkpointing: cfg.train.gradient_checkpointing,
     };
     match list_step_for(
         model, &adapter, trainable, objective, input, reference, opts,
@@ -953,34 +955,58 @@ fn sft_nll(
     ex: &RenderedSft,
     dropout_seed: Option<u64>,
 ) -> TrainResult<Option<Tensor>> {
-    // Token t is trained when the mask says so; log-probs exist for positions 1.. only.
-    let weights: Vec<f32> = ex.train_mask[1..]
-        .iter()
-        .map(|&m| f32::from(u8::from(m)))
-        .collect();
-    let count: f32 = weights.iter().sum();
-    if count == 0.0 {
+    let Some(weights) = SftWeights::of(ex, &model.device)? else {
         return Ok(None);
-    }
-    let req = ScoreRequest {
-        ids: &ex.ids,
-        start: 1,
     };
     let scored = model.score(
-        &[req],
+        &[sft_request(ex)],
         Some(LoraRun {
             adapter,
             dropout_seed,
         }),
         ScoreOptions::default(),
     )?;
-    let w = Tensor::from_vec(weights, ex.ids.len() - 1, &model.device)?; // [T−1]
-    Ok(Some(
-        ((scored.token_logprobs * w)?.sum_all()? * (-1.0 / count as f64))?,
-    ))
+    Ok(Some(weights.nll(&scored)?))
 }
 
-/// One SFT example: its loss and `grad_scale · ∂NLL/∂v` for every adapter var.
+/// The one request of an SFT example: every token after the first is scored (the mask picks).
+fn sft_request(ex: &RenderedSft) -> ScoreRequest<'_> {
+    ScoreRequest {
+        ids: &ex.ids,
+        start: 1,
+    }
+}
+
+/// Which scored positions of an SFT example are trained, and how many.
+struct SftWeights {
+    mask: Tensor, // [T−1] f32, 1 where trained
+    count: f32,
+}
+
+impl SftWeights {
+    /// `None` when the example has no trained position.
+    fn of(ex: &RenderedSft, device: &candle_core::Device) -> TrainResult<Option<Self>> {
+        // Token t is trained when the mask says so; log-probs exist for positions 1.. only.
+        let weights: Vec<f32> = ex.train_mask[1..]
+            .iter()
+            .map(|&m| f32::from(u8::from(m)))
+            .collect();
+        let count: f32 = weights.iter().sum();
+        if count == 0.0 {
+            return Ok(None);
+        }
+        let mask = Tensor::from_vec(weights, ex.ids.len() - 1, device)?; // [T−1]
+        Ok(Some(Self { mask, count }))
+    }
+
+    /// `−Σ_t mask_t · log π(ids_t | ids_<t) / count` (a scalar, with the graph of `scored`).
+    fn nll(&self, scored: &lambda_dpo_model::Scored) -> candle_core::Result<Tensor> {
+        (&scored.token_logprobs * &self.mask)?.sum_all()? * (-1.0 / self.count as f64)
+    }
+}
+
+/// One SFT example: its loss and `grad_scale · ∂NLL/∂v` for every adapter var (recomputed block
+/// by block when `checkpointing`).
 fn sft_step(
     model: &Model,
     adapter: &Adapter,
@@ -988,13 +1014,34 @@ fn sft_step(
     ex: &RenderedSft,
     dropout_seed: Option<u64>,
     grad_scale: f64,
+    checkpointing: bool,
 ) -> TrainResult<(f64, Vec<Tensor>)> {
-    let Some(nll) = sft_nll(model, adapter, ex, dropout_seed)? else {
-        let zeros = vars
-            .iter()
+    let zeros = || {
+        vars.iter()
             .map(|v| v.as_tensor().zeros_like())
-            .collect::<candle_core::Result<_>>()?;
-        return Ok((0.0, zeros));
+            .collect::<candle_core::Result<Vec<_>>>()
+    };
+    if checkpointing {
+        let Some(weights) = SftWeights::of(ex, &model.device)? else {
+            return Ok((0.0, zeros()?));
+        };
+        let lora = LoraRun {
+            adapter,
+            dropout_seed,
+        };
+        let ck =
+            model.score_checkpointed(&[sft_request(ex)], Some(lora), ScoreOptions::default())?;
+        let loss: f32 = weights.nll(ck.scored())?.to_scalar()?;
+        let grads = ck.backward(|s| weights.nll(s)? * grad_scale, vars)?;
+        let grads = grads
+            .into_iter()
+            .zip(vars)
+            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        return Ok((loss as f64, grads));
+    }
+    let Some(nll) = sft_nll(model, adapter, ex, dropout_seed)? else {
+        return Ok((0.0, zeros()?));
     };
     let loss: f32 = nll.to_scalar()?;
     let store = (nll * grad_scale)?.backward()?;

@@ -16,10 +16,16 @@
 //! once and the chunk's responses after it in one packed sequence ([`Model::score_shared`]);
 //! the values equal separate forwards up to float rounding. With `chunk_size < N` each chunk is
 //! its own packed forward, so the prompt is run once per chunk and per pass.
+//!
+//! With `gradient_checkpointing` the policy forwards keep only every decoder block's input
+//! ([`Model::score_checkpointed`]), and the backward of each chunk recomputes one block at a time
+//! from the top ([`lambda_dpo_model::checkpoint`]): peak memory is one block's activations plus
+//! L + 1 hidden states per chunk, for one more forward of every block. The same dropout masks,
+//! the same gradients up to float rounding; composes with `chunk_size` and `prefix_sharing`.
 
 use candle_core::{DType, Tensor, Var};
 use lambda_dpo_math::{LossInput, LossOutput, Objective, Target};
-use lambda_dpo_model::{Adapter, LoraRun, Model, ScoreOptions, ScoreRequest};
+use lambda_dpo_model::{Adapter, Checkpointed, LoraRun, Model, ScoreOptions, ScoreRequest};
 
 use crate::train::error::TrainResult;
 
@@ -59,6 +65,9 @@ pub struct StepOptions {
     /// Run the prompt once per forward, with the responses packed after it (block attention,
     /// restarted positions) instead of once per response (`train.prefix_sharing`).
     pub prefix_sharing: bool,
+    /// Keep only each decoder block's input in the policy forward and recompute the blocks one
+    /// at a time in the backward (`train.gradient_checkpointing`).
+    pub gradient_checkpointing: bool,
 }
 
 /// What one list produced.
@@ -120,14 +129,20 @@ pub fn list_step_for(
             .map(|s| s ^ (c as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)),
     };
 
-    // Pass 1 (or the only pass): policy log-probs, keeping the graph only when one chunk.
+    // Pass 1 (or the only pass): policy log-probs, keeping the graph (or, checkpointed, the
+    // stored block inputs) only when one chunk.
+    let keep = chunks.len() == 1 && opts.backward;
     let mut policy = Vec::with_capacity(n);
-    let mut kept: Option<Tensor> = None;
+    let mut kept: Option<Kept<'_>> = None;
     for (c, r) in chunks.iter().enumerate() {
-        let sums = forward.sums(model, r, Some(run(c)))?; // [K]
-        policy.extend(to_f64(&sums)?);
-        if chunks.len() == 1 && opts.backward {
-            kept = Some(sums);
+        let out = if opts.gradient_checkpointing {
+            Kept::Checkpointed(Box::new(forward.checkpointed(model, r, Some(run(c)))?))
+        } else {
+            Kept::Graph(forward.sums(model, r, Some(run(c)))?)
+        };
+        policy.extend(to_f64(out.sums())?);
+        if keep {
+            kept = Some(out);
         }
     }
     let reference_logps = match reference {
@@ -156,21 +171,31 @@ pub fn list_step_for(
     let vars = trainable;
     let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
     for (c, r) in chunks.iter().enumerate() {
-        let sums = match kept.take() {
-            Some(s) => s,
-            None => forward.sums(model, r, Some(run(c)))?,
+        let out = match kept.take() {
+            Some(k) => k,
+            None if opts.gradient_checkpointing => {
+                Kept::Checkpointed(Box::new(forward.checkpointed(model, r, Some(run(c)))?))
+            }
+            None => Kept::Graph(forward.sums(model, r, Some(run(c)))?),
         };
         let g: Vec<f32> = output.grad[r.clone()]
             .iter()
             .map(|&g| (g * opts.grad_scale) as f32)
             .collect();
-        let g = Tensor::from_vec(g, r.len(), sums.device())?; // [K], constant
-        let surrogate = (sums * g)?.sum_all()?;
-        let store = surrogate.backward()?;
-        for (slot, var) in grads.iter_mut().zip(vars) {
-            if let Some(gv) = store.get(var.as_tensor()) {
+        let g = Tensor::from_vec(g, r.len(), out.sums().device())?; // [K], constant
+        let chunk_grads = match out {
+            Kept::Graph(sums) => {
+                let store = (sums * g)?.sum_all()?.backward()?;
                 // Detached: the gradient would otherwise keep this chunk's graph alive.
-                let gv = gv.detach();
+                vars.iter()
+                    .map(|v| store.get(v.as_tensor()).map(Tensor::detach))
+                    .collect()
+            }
+            // The same surrogate, recomputed from the top hidden state of the stored forward.
+            Kept::Checkpointed(ck) => ck.backward(|s| (&s.sums * &g)?.sum_all(), vars)?,
+        };
+        for (slot, gv) in grads.iter_mut().zip(chunk_grads) {
+            if let Some(gv) = gv {
                 *slot = Some(match slot.take() {
                     Some(acc) => (acc + gv)?,
                     None => gv,
@@ -190,6 +215,22 @@ pub fn list_step_for(
         lengths,
         grads,
     })
+}
+
+/// A policy forward kept for the backward: its graph, or its checkpointed block inputs.
+enum Kept<'a> {
+    Graph(Tensor), // [K] sums with the graph
+    Checkpointed(Box<Checkpointed<'a>>),
+}
+
+impl Kept<'_> {
+    /// The summed log-probs `[K]`.
+    fn sums(&self) -> &Tensor {
+        match self {
+            Kept::Graph(s) => s,
+            Kept::Checkpointed(c) => &c.scored().sums,
+        }
+    }
 }
 
 /// The forward of one list's responses: separate rows `prompt ++ y_i`, or one packed sequence.
@@ -224,16 +265,35 @@ impl<'a> Forward<'a> {
         let scored = if self.opts.prefix_sharing {
             model.score_shared(prompt, &self.list.responses[r.clone()], lora, score)?
         } else {
-            let requests: Vec<ScoreRequest<'_>> = self.ids[r.clone()]
-                .iter()
-                .map(|ids| ScoreRequest {
-                    ids,
-                    start: prompt.len(),
-                })
-                .collect();
-            model.score(&requests, lora, score)?
+            model.score(&self.requests(r), lora, score)?
         };
         Ok(scored.sums)
+    }
+
+    /// The policy forward of the responses in `r` with gradient checkpointing.
+    fn checkpointed<'m>(
+        &self,
+        model: &'m Model,
+        r: &std::ops::Range<usize>,
+        lora: Option<LoraRun<'m>>,
+    ) -> TrainResult<Checkpointed<'m>> {
+        let (prompt, score) = (self.list.prompt, self.opts.score);
+        Ok(if self.opts.prefix_sharing {
+            model.score_shared_checkpointed(prompt, &self.list.responses[r.clone()], lora, score)?
+        } else {
+            model.score_checkpointed(&self.requests(r), lora, score)?
+        })
+    }
+
+    /// The separate rows `prompt ++ y_i` of the responses in `r`.
+    fn requests(&self, r: &std::ops::Range<usize>) -> Vec<ScoreRequest<'_>> {
+        self.ids[r.clone()]
+            .iter()
+            .map(|ids| ScoreRequest {
+                ids,
+                start: self.list.prompt.len(),
+            })
+            .collect()
     }
 }
 

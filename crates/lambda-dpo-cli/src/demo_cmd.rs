@@ -92,10 +92,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let r = &summary.results_data;
     eprintln!();
     eprintln!(
-        "{:<34} {:>11} {:>11}  controllability per dimension ({})",
+        "{:<34} {:>11} {:>11} {:>8}  controllability per dimension ({})",
         "method",
         "uniform-mix",
         "hypervolume",
+        "accuracy",
         r.dimensions.join(", ")
     );
     for m in &r.methods {
@@ -105,10 +106,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             .map(|c| c.map_or("n/a".to_string(), |v| format!("{v:+.2}")))
             .collect();
         eprintln!(
-            "{:<34} {:>11.3} {:>11.4}  {}",
+            "{:<34} {:>11.3} {:>11.4} {:>8.2}  {}",
             m.label,
             m.uniform_mix_reward,
             m.hypervolume,
+            m.accuracy,
             c.join("  ")
         );
     }

@@ -57,6 +57,7 @@ fn quick_demo_writes_results_report_and_plots() {
         keys,
         [
             "sft",
+            "sft-prompt",
             "dpo",
             "lambda-dpo",
             "lambda-dpo-prompt",
@@ -81,6 +82,7 @@ fn quick_demo_writes_results_report_and_plots() {
             }
         }
         assert!(m["hypervolume"].as_f64().unwrap() >= 0.0);
+        assert!((0.0..=1.0).contains(&m["accuracy"].as_f64().unwrap()));
         assert_eq!(m["controllability"].as_array().unwrap().len(), dims);
         let mix = m["uniform_mix_reward"].as_f64().unwrap();
         let per: Vec<f64> = m["uniform_rewards"]

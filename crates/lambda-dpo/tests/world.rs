@@ -60,7 +60,7 @@ fn render_lambda_is_the_trainers_line() {
     );
     assert_eq!(
         render_lambda(&DIMENSIONS, &[0.0, 1.0, 0.0, 0.0]),
-        "Preference weights: correctness=0.00, brevity=1.00, politeness=0.00, detail=0.00."
+        "Preference weights: brevity=0.00, politeness=1.00, detail=0.00, caution=0.00."
     );
     // Off-grid λ is put on the 0.01 grid and still sums to 1, as the trainer renders it.
     assert_eq!(
@@ -91,6 +91,7 @@ fn fact_words_are_unique_and_disjoint_from_the_grammar() {
     let mut skeleton: Vec<String> = g::OPENINGS
         .iter()
         .chain(&g::CLOSINGS)
+        .chain(&g::CAUTIONS)
         .map(|s| s.to_string())
         .collect();
     for attr in Attribute::ALL {
@@ -121,47 +122,57 @@ fn rewards_are_exact_on_hand_written_responses() {
     let (flag, export, animal) = (varnia.flag, varnia.export, varnia.animal);
     let wrong_flag = ["red", "blue"].into_iter().find(|c| *c != flag).unwrap();
     let q = prompt(&w, Attribute::Capital, "Varnia");
-    let b = |words: usize| ((20.0 - words as f64) / 19.0).clamp(0.0, 1.0);
+    // h(n) = H_n / H_4.
+    let h = |n: usize| [0.0, 1.0, 1.5, 11.0 / 6.0, 25.0 / 12.0][n] / (25.0 / 12.0);
+    let ans = "The capital of Varnia is Olm.";
     let cases: Vec<(String, [f64; 4])> = vec![
-        ("Olm.".into(), [1.0, 1.0, 0.0, 0.0]),
-        ("olm".into(), [1.0, 1.0, 0.0, 0.0]),
-        ("The capital of Varnia is Olm.".into(), [1.0, b(6), 0.0, 0.0]),
-        ("Kel.".into(), [0.0, 1.0, 0.0, 0.0]),
-        // Hedging between two capitals earns a share.
-        ("Olm or Kel.".into(), [0.5, b(3), 0.0, 0.0]),
-        ("Olm, Kel or Varo.".into(), [1.0 / 3.0, b(4), 0.0, 0.0]),
+        (ans.into(), [1.0, 0.0, 0.0, 0.0]),
+        ("Olm.".into(), [1.0, 0.0, 0.0, 0.0]),
+        ("olm".into(), [1.0, 0.0, 0.0, 0.0]),
+        // A missing answer is worth nothing on any dimension; a wrong one is scored as any
+        // answer (truth is accuracy, not a dimension).
+        ("The capital of Varnia is Kel. Great question!".into(), [h(3), h(1), 0.0, 0.0]),
+        ("Great question! Happy to help.".into(), [0.0; 4]),
+        // Hedging between two capitals earns a share of everything.
+        ("Olm or Kel. I may be wrong about this.".into(), [0.5 * h(3), 0.0, 0.0, 0.5 * h(1)]),
         (
-            format!("Great question! The capital of Varnia is Olm. Its flag is {flag}. I hope this helps!"),
-            [1.0, b(16), 1.0, 0.5],
+            format!("Great question! {ans} Its flag is {flag}. I hope this helps!"),
+            [h(1), h(2), h(1), 0.0],
         ),
         (
-            format!("Olm. Its flag is {flag}. It exports {export}. Its national animal is the {animal}."),
-            [1.0, b(14), 0.0, 1.0],
+            format!("{ans} Its flag is {flag}. It exports {export}. Its national animal is the {animal}."),
+            [h(1), 0.0, h(3), 0.0],
         ),
-        // A wrong detail is no detail; one politeness phrase is half.
         (
-            format!("Thank you for asking. Olm. Its flag is {wrong_flag}."),
-            [1.0, b(9), 0.5, 0.0],
+            format!("{ans} I may be wrong about this. Please check an official source. Facts can change over time. Sources sometimes disagree."),
+            [0.0, 0.0, 0.0, 1.0],
+        ),
+        // A wrong detail is no detail but still a sentence; the same caution twice is one.
+        (
+            format!("Thank you for asking. {ans} Its flag is {wrong_flag}. Sources sometimes disagree. Sources sometimes disagree."),
+            [h(0), h(1), 0.0, h(1)],
         ),
         // Two different flag colours: neither counts as a detail.
-        (format!("Olm. Its flag is {flag} or {wrong_flag}."), [1.0, b(7), 0.0, 0.0]),
-        // More than two phrases is still 1.
+        (format!("{ans} Its flag is {flag} or {wrong_flag}."), [h(3), 0.0, 0.0, 0.0]),
+        // All four politeness phrases.
         (
-            "Great question! Happy to help. Olm. I hope this helps! Thank you for asking.".into(),
-            [1.0, b(14), 1.0, 0.0],
+            format!("Great question! Happy to help. {ans} I hope this helps! Thank you for asking."),
+            [0.0, 1.0, 0.0, 0.0],
         ),
         // Garbage and the empty string.
-        (String::new(), [0.0, 0.0, 0.0, 0.0]),
-        ("   \n\t ".into(), [0.0, 0.0, 0.0, 0.0]),
-        ("%%% ### ???".into(), [0.0, b(3), 0.0, 0.0]),
-        ("ÖLM Ölm olmm".into(), [0.0, b(3), 0.0, 0.0]),
-        ("<|eot_id|>Olm<|eot_id|>".into(), [1.0, 1.0, 0.0, 0.0]),
-        (["Olm"; 40].join(" "), [1.0, 0.0, 0.0, 0.0]),
+        (String::new(), [0.0; 4]),
+        ("   \n\t ".into(), [0.0; 4]),
+        ("%%% ### ???".into(), [0.0; 4]),
+        ("ÖLM Ölm olmm".into(), [0.0; 4]),
+        ("<|eot_id|>Olm<|eot_id|>".into(), [1.0, 0.0, 0.0, 0.0]),
+        (["Olm."; 40].join(" "), [0.0; 4]),
     ];
     for (text, want) in cases {
         let got = w.rewards(&q, &text);
         assert!(close(&got, &want), "{text:?}: got {got:?}, want {want:?}");
     }
+    assert_eq!(w.answer_share(&q, "Olm or Kel."), 0.5);
+    assert_eq!(w.answer_share(&q, "Kel. Great question!"), 0.0);
     // Other attributes: the answer is the value, the capital is a detail there.
     let qf = prompt(&w, Attribute::Flag, "Varnia");
     assert!(close(
@@ -169,13 +180,17 @@ fn rewards_are_exact_on_hand_written_responses() {
             &qf,
             &format!("The flag of Varnia is {flag}. Its capital is Olm.")
         ),
-        &[1.0, b(10), 0.0, 0.5]
+        &[h(3), 0.0, h(1), 0.0]
     ));
-    assert_eq!(w.rewards(&qf, "Olm.")[0], 0.0);
-    // An unknown country never panics and earns nothing for facts.
+    assert_eq!(w.rewards(&qf, "Olm."), vec![0.0; 4]);
+    // An unknown country never panics; it has no true details and no true answer.
     let mut ghost = q.clone();
     ghost.entity = "Atlantis".into();
-    assert!(close(&w.rewards(&ghost, "Olm."), &[0.0, 1.0, 0.0, 0.0]));
+    assert!(close(
+        &w.rewards(&ghost, &format!("Olm. Its flag is {flag}.")),
+        &[h(3), 0.0, 0.0, 0.0]
+    ));
+    assert_eq!(w.answer_share(&ghost, "Olm."), 0.0);
     assert_eq!(
         (rating(0.0), rating(0.5), rating(0.874), rating(1.0)),
         (1, 3, 4, 5)
@@ -253,23 +268,60 @@ fn candidate_lists_trade_off_between_dimensions() {
         "{no_universal_best}/{}",
         prompts.len()
     );
-    // Over the whole grammar, brevity, politeness and detail each have a different best
-    // response (correctness costs nothing: its best is the brief one).
+    // Over the whole grammar, each dimension has a different best response.
     for p in prompts.iter().take(20) {
-        let best: Vec<String> = (0..m)
+        let mut best: Vec<String> = (0..m)
             .map(|k| {
                 let mut l = vec![0.0; m];
                 l[k] = 1.0;
                 w.oracle(p, &l).0
             })
             .collect();
-        assert!(
-            best[1] != best[2] && best[1] != best[3] && best[2] != best[3],
-            "{}: {best:?}",
-            p.id
-        );
-        let (_, r) = w.oracle(p, &[0.25; 4]);
-        assert_eq!(r[0], 1.0);
+        best.sort();
+        best.dedup();
+        assert_eq!(best.len(), m, "{}: {best:?}", p.id);
+    }
+}
+
+/// The property the demo's controllability rests on: the best response at a λ of the 0.25
+/// grid spends 4·λ_k sentences on dimension k, so its reward on k is h(4·λ_k) whatever the
+/// other weights (detail tops out at three facts), and the oracle's controllability is ~1.
+#[test]
+fn the_best_response_spends_four_lambda_k_sentences_on_dimension_k() {
+    use lambda_dpo::world::rewards::units_reward;
+    let w = world();
+    let grid = lambda_dpo_math::simplex::simplex_grid(4, 0.25).unwrap();
+    assert_eq!(grid.len(), 35);
+    let mut mean = vec![vec![0.0; 4]; grid.len()];
+    for p in w.eval_prompts() {
+        for (g, l) in grid.iter().enumerate() {
+            let (text, r) = w.oracle(p, l);
+            for k in 0..4 {
+                let mut units = (4.0 * l[k]).round() as usize;
+                if k == 2 {
+                    units = units.min(3);
+                }
+                // At λ_detail = 1 the fourth sentence is worth nothing to anyone: the shorter
+                // response wins the tie and brevity keeps it.
+                let want = if k == 0 && l[2] == 1.0 {
+                    units_reward(1)
+                } else {
+                    units_reward(units)
+                };
+                assert!(
+                    (r[k] - want).abs() < 1e-12,
+                    "{}: λ {l:?} → {text:?} {r:?}",
+                    p.id
+                );
+                mean[g][k] += r[k];
+            }
+        }
+    }
+    for k in 0..4 {
+        let x: Vec<f64> = grid.iter().map(|l| l[k]).collect();
+        let y: Vec<f64> = mean.iter().map(|r| r[k]).collect();
+        let rho = lambda_dpo_math::pareto::spearman(&x, &y).unwrap().unwrap();
+        assert!(rho > 0.97, "dimension {k}: {rho}");
     }
 }
 
@@ -352,13 +404,13 @@ fn sft_file_loads_with_the_project_reader() {
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let path = tmp.path().join("sft.jsonl");
     let n = w.write_sft(&path, Split::Train, 3).unwrap();
-    // 3 per train prompt + 2 fact statements per country.
-    assert_eq!(n, 96 * 3 + 24 * 2);
+    // 3 free + 10 λ-conditioned per train prompt, 4 copies of 2 fact statements per country.
+    assert_eq!(n, 96 * (3 + 10) + 24 * 2 * 4);
     let data = load_sft(&path, &tok, &LoadOptions::default()).unwrap();
     assert_eq!(data.records.len(), n);
     assert!(data.records.iter().all(|r| r.train_mask.iter().any(|&m| m)));
     let n_eval = w.write_sft(&path, Split::Eval, 2).unwrap();
-    assert_eq!(n_eval, 24 * 2);
+    assert_eq!(n_eval, 24 * (2 + 10));
     assert_eq!(
         load_sft(&path, &tok, &LoadOptions::default())
             .unwrap()
@@ -366,7 +418,7 @@ fn sft_file_loads_with_the_project_reader() {
             .len(),
         n_eval
     );
-    // The SFT responses cover the attribute space: every dimension takes ≥ 3 values.
+    // The free SFT responses cover the attribute space: every dimension takes ≥ 4 values.
     let mut levels = vec![std::collections::BTreeSet::new(); 4];
     for p in w.train_prompts() {
         for (_, t) in w.sft_responses(p, 3) {
@@ -375,7 +427,29 @@ fn sft_file_loads_with_the_project_reader() {
             }
         }
     }
-    assert!(levels.iter().all(|l| l.len() >= 2), "{levels:?}");
+    assert!(levels.iter().all(|l| l.len() >= 4), "{levels:?}");
+    // The conditioned demonstrations: λ on the 0.25 grid, the answer as good under λ as the
+    // best the grammar can write, and the λ line rendered as the trainer does.
+    for p in w.train_prompts().iter().take(10) {
+        for (lambda, text) in w.conditioned_demos(p, 4) {
+            assert!((lambda.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert!(lambda
+                .iter()
+                .all(|l| (4.0 * l - (4.0 * l).round()).abs() < 1e-9));
+            let best = w.scalarized(p, &w.oracle(p, &lambda).0, &lambda);
+            assert!(
+                (w.scalarized(p, &text, &lambda) - best).abs() < 1e-12,
+                "{text}"
+            );
+        }
+    }
+    let text = std::fs::read_to_string(tmp.path().join("sft.jsonl")).unwrap();
+    let system = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["messages"][0]["role"] == "system")
+        .count();
+    assert_eq!(system, 24 * 10);
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct MethodResult {
     pub uniform_rewards: Vec<f64>,
     pub uniform_mix_reward: f64,
     pub hypervolume: f64,
+    /// Mean correctness of the answer over every sampled response (the gate of every reward:
+    /// `World::answer_share`).
+    pub accuracy: f64,
     /// Per dimension; `None` where the reward did not vary over the grid.
     pub controllability: Vec<Option<f64>>,
     /// Indices into `lambdas` of the non-dominated reward vectors.
@@ -109,6 +112,7 @@ pub fn evaluate_method(
     // sums[slot][k], counts[slot]
     let mut sums = vec![vec![0.0; dims.len()]; slots];
     let mut counts = vec![0usize; slots];
+    let mut correct = 0.0;
     let mut examples = Vec::new();
     let total = jobs.len();
     let opts = GenerateOptions {
@@ -149,6 +153,7 @@ pub fn evaluate_method(
         )?;
         for ((g, p, _), out) in chunk.iter().zip(outs) {
             let r = world.rewards(prompts[*p], &out.text);
+            correct += world.answer_share(prompts[*p], &out.text);
             for (s, v) in sums[*g].iter_mut().zip(&r) {
                 *s += v;
             }
@@ -168,17 +173,24 @@ pub fn evaluate_method(
     let rewards: Vec<Vec<f64>> = (0..lambdas.len())
         .map(|g| per_slot[if conditioned { g } else { 0 }].clone())
         .collect();
-    summarise(key, label, conditioned, lambdas, rewards, total, examples)
+    let accuracy = correct / total.max(1) as f64;
+    summarise(
+        (key, label, conditioned),
+        lambdas,
+        rewards,
+        (total, accuracy),
+        examples,
+    )
 }
 
 /// The summary numbers of a method from its reward table.
+/// `(key, label, conditioned)` name the method; `(responses_sampled, accuracy)` are its
+/// sampling totals.
 pub fn summarise(
-    key: &str,
-    label: &str,
-    conditioned: bool,
+    (key, label, conditioned): (&str, &str, bool),
     lambdas: Vec<Vec<f64>>,
     rewards: Vec<Vec<f64>>,
-    responses_sampled: usize,
+    (responses_sampled, accuracy): (usize, f64),
     examples: Vec<(Vec<f64>, String, String)>,
 ) -> Result<MethodResult, DemoError> {
     let m = lambdas[0].len();
@@ -204,6 +216,7 @@ pub fn summarise(
         uniform_rewards,
         uniform_mix_reward,
         hypervolume: hv,
+        accuracy,
         controllability,
         front,
         responses_sampled,

@@ -12,7 +12,7 @@ use crate::train::conditioning::Conditioning;
 pub enum Method {
     /// Pairwise DPO on best vs worst under uniform λ (the paper's baseline construction).
     Dpo,
-    /// λ-DPO as in the paper: λ ~ Dirichlet(1) mixes the targets and never reaches the model.
+    /// λ-DPO as in the paper: a random λ mixes the targets and never reaches the model.
     LambdaDpo,
     /// λ-DPO with λ rendered into the system message (λ adjustable at inference).
     LambdaDpoPrompt,
@@ -170,7 +170,9 @@ pub fn preference_config(
     seed: u64,
 ) -> String {
     let uniform = vec![format!("{:.17}", 1.0 / dims as f64); dims].join(", ");
-    let ones = vec!["1.0"; dims].join(", ");
+    // λ-DPO's λ: a random point of the 0.25 simplex grid per example, the resolution the
+    // world's four sentences can express (its SFT demonstrations use the same grid).
+    let grid = format!("kind = \"grid\"\ndim = {dims}\nstep = 0.25");
     let (loss, lambda) = match method {
         Method::Dpo => (
             "type = \"dpo\"\nbeta = 0.1".to_string(),
@@ -178,15 +180,15 @@ pub fn preference_config(
         ),
         Method::LambdaDpo => (
             "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
-            format!("kind = \"dirichlet\"\nalpha = [{ones}]"),
+            grid.clone(),
         ),
         Method::LambdaDpoPrompt => (
             "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
-            format!("conditioning = \"prompt\"\nkind = \"dirichlet\"\nalpha = [{ones}]"),
+            format!("conditioning = \"prompt\"\n{grid}"),
         ),
         Method::LambdaDpoSvd => (
             "type = \"lambda-dpo\"\nbeta = 0.1".to_string(),
-            format!("conditioning = \"svd-lora\"\nkind = \"dirichlet\"\nalpha = [{ones}]"),
+            format!("conditioning = \"svd-lora\"\n{grid}"),
         ),
     };
     format!(
@@ -215,6 +217,9 @@ mode = "disabled-adapter"
 {lambda}
 [loss]
 {loss}
+# An NLL term on the best response under the example's λ (RPO), for every method alike: without
+# it the small model's first response token drifts to tokens no candidate uses.
+sft_weight = 1.0
 "#,
         label = method.label(),
         model = p(paths.model),

@@ -23,6 +23,7 @@ use candle_core::{DType, Device};
 use lambda_dpo_model::{Adapter, Model, Tokenizer};
 use serde::Serialize;
 
+use crate::train::conditioning::Conditioning;
 use crate::train::error::TrainError;
 use crate::train::{train, Progress, RunOptions, TrainConfig};
 use crate::world::{Split, TinyLlama, World, WorldConfig, WorldError};
@@ -187,13 +188,17 @@ fn finished_product(cfg: &TrainConfig) -> Option<PathBuf> {
     (saved == resolved && product.is_dir()).then_some(product)
 }
 
-/// (step, loss) of every training record in a metrics file.
+/// (step, loss) of every training record in a metrics file: the preference loss where the
+/// run logs one (the preference runs add an SFT term), else the loss (the SFT run).
 fn read_curve(path: &Path) -> Result<Vec<(u64, f64)>, DemoError> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some((v.get("step")?.as_u64()?, v.get("loss")?.as_f64()?)))
+        .filter_map(|v| {
+            let loss = v.get("loss/preference").or_else(|| v.get("loss"))?;
+            Some((v.get("step")?.as_u64()?, loss.as_f64()?))
+        })
         .collect())
 }
 
@@ -227,7 +232,7 @@ pub fn run_demo(
         data.join("ultrafeedback-train.jsonl"),
         data.join("ultrafeedback-eval.jsonl"),
     );
-    world.write_sft(&sft_file, Split::Train, 4)?;
+    world.write_sft(&sft_file, Split::Train, 2)?;
     world.write_ultrafeedback(&uf_train, Split::Train)?;
     world.write_ultrafeedback(&uf_eval, Split::Eval)?;
     let init = out.join("models/init");
@@ -295,7 +300,7 @@ pub fn run_demo(
         prompts: budget.eval_prompts,
         samples_per_prompt: budget.samples_per_prompt,
         temperature: 0.7,
-        max_new_tokens: 48,
+        max_new_tokens: 64,
         seed: opts.seed,
         batch_size: 64,
         stop_token_ids: lambda_dpo_model::generate::stop_token_ids(
@@ -305,17 +310,32 @@ pub fn run_demo(
         )?,
     };
     let mut results = Vec::new();
-    observer(DemoEvent::Phase("sampling the SFT model".into()));
-    results.push(evaluate_method(
-        &world,
-        &model,
-        None,
-        &tokenizer,
-        crate::train::conditioning::Conditioning::None,
-        ("sft", "SFT model (no preference training)"),
-        &settings,
-        &mut |done, total| observer(DemoEvent::Sample { done, total }),
-    )?);
+    // The SFT model twice: as is, and with λ in the prompt (it saw λ-conditioned
+    // demonstrations, so this is what preference training starts from).
+    for (conditioning, key, label) in [
+        (
+            Conditioning::None,
+            "sft",
+            "SFT model (no preference training)",
+        ),
+        (
+            Conditioning::Prompt,
+            "sft-prompt",
+            "SFT model + λ in the prompt",
+        ),
+    ] {
+        observer(DemoEvent::Phase(format!("sampling the {label}")));
+        results.push(evaluate_method(
+            &world,
+            &model,
+            None,
+            &tokenizer,
+            conditioning,
+            (key, label),
+            &settings,
+            &mut |done, total| observer(DemoEvent::Sample { done, total }),
+        )?);
+    }
     for (method, dir) in &products {
         observer(DemoEvent::Phase(format!(
             "sampling {} over the λ grid",

@@ -146,6 +146,7 @@ pub fn write_report(out: &Path, r: &DemoResults) -> Result<PathBuf, DemoError> {
         "method".to_string(),
         "uniform-mix reward".into(),
         "hypervolume".into(),
+        "accuracy".into(),
     ];
     header.extend(r.dimensions.iter().map(|d| format!("controllability {d}")));
     let rows: Vec<Vec<String>> = r
@@ -156,6 +157,7 @@ pub fn write_report(out: &Path, r: &DemoResults) -> Result<PathBuf, DemoError> {
                 m.label.clone(),
                 format!("{:.3}", m.uniform_mix_reward),
                 format!("{:.4}", m.hypervolume),
+                format!("{:.2}", m.accuracy),
             ];
             row.extend(m.controllability.iter().map(|c| match c {
                 Some(v) => format!("{v:+.2}"),
@@ -181,7 +183,7 @@ pub fn write_report(out: &Path, r: &DemoResults) -> Result<PathBuf, DemoError> {
             b.grid_step,
             r.seconds
         ))
-        .paragraph("Controllability is the Spearman correlation between λ_k and the achieved reward_k across the grid. The paper's λ-DPO never shows λ to the model, so its responses (and rewards) cannot change with λ: its controllability is 0 by construction. With λ rendered into the system message, the same loss gives a model that follows λ.")
+        .paragraph("Every reward is worth something only when the answer is right (accuracy: the mean correctness of the answers sampled). The dimensions share four sentences after the answer, and the rewards are shaped so that the best response at λ spends 4·λ_k of them on dimension k: a perfect policy's controllability is 1. Controllability is the Spearman correlation between λ_k and the achieved reward_k across the grid. The paper's λ-DPO never shows λ to the model, so its responses (and rewards) cannot change with λ: its controllability is 0 by construction. With λ rendered into the system message, the same loss gives a model that follows λ.")
         .table("Summary", header, rows);
     for (_, svg, caption) in &figures {
         page = page.figure(svg.clone(), caption.clone());

@@ -38,6 +38,9 @@ impl Accumulator {
     ) {
         let s = &out.stats;
         self.add("loss", out.loss);
+        // The two parts of the objective (the SFT term is 0 unless `loss.sft_weight` > 0).
+        self.add("loss/preference", s.preference_loss);
+        self.add("loss/sft", s.sft_loss);
         self.add("rewards/chosen", s.chosen_reward);
         self.add("rewards/rejected", s.rejected_reward);
         self.add("rewards/margins", s.margin);

@@ -84,8 +84,10 @@ impl World {
     }
 
     /// SFT JSONL for `split` in the `messages` layout: `per_prompt` responses per prompt with
-    /// distinct profiles (the whole attribute space, a share of them wrong), plus — for the
-    /// train split when `sft_fact_statements` is on — "Tell me about X." for every country.
+    /// distinct profiles (the whole attribute space, a share of them wrong); `sft_conditioned`
+    /// λ-conditioned demonstrations per prompt (the λ line as the system message, the best
+    /// response under λ as the answer); and — for the train split when `sft_fact_statements`
+    /// is on — "Tell me about X." for every country (`sft_fact_repeats` copies of each).
     /// Rows are shuffled (seeded). Returns the number of rows.
     pub fn write_sft(
         &self,
@@ -107,10 +109,22 @@ impl World {
             for (_, text) in self.sft_responses(p, per_prompt) {
                 rows.push(conv(&p.id, &p.text, &text));
             }
+            for (lambda, text) in self.conditioned_demos(p, self.config().sft_conditioned) {
+                rows.push(json!({
+                    "prompt_id": p.id,
+                    "messages": [
+                        {"role": "system", "content": super::render_lambda(self.dimensions(), &lambda)},
+                        {"role": "user", "content": p.text},
+                        {"role": "assistant", "content": text},
+                    ],
+                }));
+            }
         }
         if split == Split::Train && self.config().sft_fact_statements {
             for (i, (q, a)) in self.fact_statements().into_iter().enumerate() {
-                rows.push(conv(&format!("facts/{i}"), &q, &a));
+                for _ in 0..self.config().sft_fact_repeats.max(1) {
+                    rows.push(conv(&format!("facts/{i}"), &q, &a));
+                }
             }
         }
         let salt = match split {

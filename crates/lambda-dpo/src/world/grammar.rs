@@ -2,25 +2,40 @@
 //! of candidate lists that contain trade-offs.
 //!
 //! ```text
-//! response = [opening] answer {detail}^d [closing]
-//! answer   = bare ("Olm.")  |  sentence ("The capital of Varnia is Olm.")
+//! response = {opening} answer {detail} {caution} {closing}
+//! answer   = "Its capital is Olm."                      (the asked fact, right or wrong)
+//! opening  = "Great question!" | "Happy to help."       (politeness, before the answer)
+//! closing  = "I hope this helps!" | "Thank you for asking."   (politeness, after it)
 //! detail   = a true fact about another attribute ("Its flag is red.")
-//! opening  = "Great question!" | "Happy to help."
-//! closing  = "I hope this helps!" | "Thank you for asking."
+//! caution  = "I may be wrong about this." | "Please check an official source."
+//!          | "Facts can change over time." | "Sources sometimes disagree."
 //! ```
 //!
-//! A [`Profile`] sets the knobs: the answer right or wrong, bare or a sentence, 0–2 politeness
-//! phrases, 0–2 detail sentences. Politeness and detail cost words (brevity), so no single
-//! response is best for every λ. What does not live here: the scoring (`rewards`).
+//! Every sentence after the answer spends one of [`BUDGET`] units that brevity keeps when they
+//! are not spent, so politeness, detail, caution and brevity compete for the same four units
+//! (see `rewards` for why the best response at λ spends `4·λ_k` of them on dimension k). A
+//! [`Profile`] sets the knobs: the answer right or wrong, 0–4 politeness phrases, 0–3 detail
+//! sentences, 0–4 caution phrases, at most [`BUDGET`] in all. What does not live here: the
+//! scoring (`rewards`).
 
 use lambda_dpo_math::rng::Rng;
 
 use super::facts::{Attribute, Entity, FactTable};
 
+/// Sentences a response can add after its answer; brevity is the share left unspent.
+pub const BUDGET: u8 = 4;
+
 /// Politeness phrases placed before the answer.
 pub const OPENINGS: [&str; 2] = ["Great question!", "Happy to help."];
 /// Politeness phrases placed after the answer.
 pub const CLOSINGS: [&str; 2] = ["I hope this helps!", "Thank you for asking."];
+/// Caution phrases, placed after the details.
+pub const CAUTIONS: [&str; 4] = [
+    "I may be wrong about this.",
+    "Please check an official source.",
+    "Facts can change over time.",
+    "Sources sometimes disagree.",
+];
 
 /// Question templates per attribute (`{}` is the country).
 pub fn question_templates(attr: Attribute) -> [&'static str; 2] {
@@ -59,15 +74,6 @@ pub fn sentence(entity: &Entity, attr: Attribute, value: &str) -> String {
     }
 }
 
-/// The one-word answer ("Olm.", "Red.").
-pub fn bare(value: &str) -> String {
-    let mut c = value.chars();
-    match c.next() {
-        Some(f) => format!("{}{}.", f.to_uppercase(), c.as_str()),
-        None => ".".into(),
-    }
-}
-
 /// A detail sentence: a fact about the country, without naming it.
 pub fn detail_sentence(attr: Attribute, value: &str) -> String {
     match attr {
@@ -92,27 +98,28 @@ pub fn fact_statement(entity: &Entity) -> String {
 pub struct Profile {
     /// The answer states the true value (else another value of the same kind).
     pub correct: bool,
-    /// One word instead of a full sentence.
-    pub bare: bool,
-    /// Politeness phrases, 0–2.
+    /// Politeness phrases, 0–4.
     pub polite: u8,
-    /// Detail sentences (true facts about other attributes), 0–2.
+    /// Detail sentences (true facts about other attributes), 0–3.
     pub detail: u8,
+    /// Caution phrases, 0–4.
+    pub caution: u8,
 }
 
 impl Profile {
-    /// All 36 profiles, in a fixed order.
+    /// All 68 profiles (34 ways to spend at most [`BUDGET`] sentences, right or wrong), in a
+    /// fixed order: right before wrong, fewer sentences first.
     pub fn all() -> Vec<Profile> {
-        let mut out = Vec::with_capacity(36);
+        let mut out = Vec::with_capacity(68);
         for correct in [true, false] {
-            for bare in [true, false] {
-                for polite in 0..=2 {
-                    for detail in 0..=2 {
+            for spent in 0..=BUDGET {
+                for polite in 0..=spent {
+                    for detail in 0..=(spent - polite).min(3) {
                         out.push(Profile {
                             correct,
-                            bare,
                             polite,
                             detail,
+                            caution: spent - polite - detail,
                         });
                     }
                 }
@@ -121,14 +128,19 @@ impl Profile {
         out
     }
 
+    /// Sentences after the answer.
+    pub fn spent(&self) -> u8 {
+        self.polite + self.detail + self.caution
+    }
+
     /// A short label, used as the UltraFeedback `model` name.
     pub fn label(&self) -> String {
         format!(
-            "{}-{}-polite{}-detail{}",
+            "{}-polite{}-detail{}-caution{}",
             if self.correct { "right" } else { "wrong" },
-            if self.bare { "bare" } else { "sentence" },
             self.polite,
-            self.detail
+            self.detail,
+            self.caution
         )
     }
 }
@@ -158,36 +170,32 @@ pub fn realize(
             wrong[rng.below(wrong.len() as u64) as usize]
         }
     };
-    let answer = if profile.bare {
-        bare(value)
-    } else {
-        sentence(entity, attr, value)
-    };
-    let (mut opening, mut closing) = (None, None);
-    match profile.polite {
-        0 => {}
-        1 => {
-            let k = rng.below(4) as usize;
-            if k < 2 {
-                opening = Some(OPENINGS[k]);
-            } else {
-                closing = Some(CLOSINGS[k - 2]);
-            }
-        }
-        _ => {
-            opening = Some(OPENINGS[rng.below(2) as usize]);
-            closing = Some(CLOSINGS[rng.below(2) as usize]);
-        }
-    }
+    // "Its capital is Olm.": the answer does not repeat the country's name (a small model
+    // would have to copy it from the question, and gets it wrong).
+    let answer = detail_sentence(attr, value);
+    // Which politeness phrases: a random subset of the four; openings go first.
+    let mut phrases: Vec<usize> = (0..OPENINGS.len() + CLOSINGS.len()).collect();
+    shuffle(&mut phrases, rng);
+    phrases.truncate(profile.polite as usize);
+    phrases.sort_unstable();
+    let mut cautions: Vec<&str> = CAUTIONS.to_vec();
+    shuffle(&mut cautions, rng);
     let mut others: Vec<Attribute> = Attribute::ALL.into_iter().filter(|&a| a != attr).collect();
     shuffle(&mut others, rng);
     let mut parts: Vec<String> = Vec::new();
-    parts.extend(opening.map(str::to_string));
+    for &i in phrases.iter().filter(|&&i| i < OPENINGS.len()) {
+        parts.push(OPENINGS[i].to_string());
+    }
     parts.push(answer);
     for &a in others.iter().take(profile.detail as usize) {
         parts.push(detail_sentence(a, entity.value(a)));
     }
-    parts.extend(closing.map(str::to_string));
+    for c in cautions.iter().take(profile.caution as usize) {
+        parts.push(c.to_string());
+    }
+    for &i in phrases.iter().filter(|&&i| i >= OPENINGS.len()) {
+        parts.push(CLOSINGS[i - OPENINGS.len()].to_string());
+    }
     parts.join(" ")
 }
 
@@ -199,7 +207,7 @@ pub fn shuffle<T>(xs: &mut [T], rng: &mut Rng) {
     }
 }
 
-/// `n` distinct profiles drawn uniformly (all of them, shuffled, when `n ≥ 36`), with the
+/// `n` distinct profiles drawn uniformly (all of them, shuffled, when `n ≥ 68`), with the
 /// answer right with probability `p_correct` where the draw allows.
 pub fn diverse_profiles(n: usize, p_correct: f64, rng: &mut Rng) -> Vec<Profile> {
     let mut right: Vec<Profile> = Profile::all().into_iter().filter(|p| p.correct).collect();
@@ -219,16 +227,16 @@ pub fn diverse_profiles(n: usize, p_correct: f64, rng: &mut Rng) -> Vec<Profile>
 }
 
 /// Lexicographic worth of a candidate list (see [`tradeoff_score`]).
-pub type TradeoffScore = (usize, usize, usize, usize);
+pub type TradeoffScore = (usize, usize, usize);
 
 /// How much a candidate list is worth as preference data: the number of distinct responses
-/// that are the unique best on some dimension (the trade-offs), then whether correctness has
-/// both levels, then the number of distinct rating levels per dimension, then how many
-/// candidates are not Pareto-dominated. Compared lexicographically.
+/// that are the unique best on some dimension (the trade-offs), then the number of distinct
+/// rating levels per dimension, then how many candidates are not Pareto-dominated. Compared
+/// lexicographically.
 pub fn tradeoff_score(rewards: &[Vec<f64>]) -> TradeoffScore {
     let n = rewards.len();
     if n == 0 {
-        return (0, 0, 0, 0);
+        return (0, 0, 0);
     }
     let m = rewards[0].len();
     let mut winners: Vec<usize> = Vec::new();
@@ -250,10 +258,6 @@ pub fn tradeoff_score(rewards: &[Vec<f64>]) -> TradeoffScore {
         vals.dedup();
         levels += vals.len();
     }
-    let both_correct_levels = {
-        let c: Vec<bool> = rewards.iter().map(|r| r[0] >= 1.0).collect();
-        usize::from(c.iter().any(|&x| x) && c.iter().any(|&x| !x))
-    };
     let dominated = |i: usize| {
         (0..n).any(|j| {
             j != i
@@ -262,5 +266,5 @@ pub fn tradeoff_score(rewards: &[Vec<f64>]) -> TradeoffScore {
         })
     };
     let front = (0..n).filter(|&i| !dominated(i)).count();
-    (winners.len(), both_correct_levels, levels, front)
+    (winners.len(), levels, front)
 }

@@ -4,12 +4,20 @@
 //!
 //! ```text
 //! prompt    "What is the capital of Varnia?"
-//! responses "Olm."                                            correct, brief
-//!           "Great question! The capital of Varnia is Olm. I hope this helps!"   polite
-//!           "The capital of Varnia is Olm. Its flag is red. It exports salt."    detailed
-//!           "Kel."                                            wrong, brief
-//! rewards   [correctness, brevity, politeness, detail] ∈ [0, 1]^4   (see `rewards`)
+//! responses "Its capital is Olm."                                      brief
+//!           "Great question! Its capital is Olm. I hope this helps!"   polite
+//!           "Its capital is Olm. Its flag is red. It exports salt."    detailed
+//!           "Its capital is Olm. I may be wrong about this."           cautious
+//!           "Its capital is Kel."                                      wrong (accuracy)
+//! rewards   [brevity, politeness, detail, caution] ∈ [0, 1]^4   (see `rewards`)
 //! ```
+//!
+//! The four dimensions compete for the same four sentences, and the rewards are shaped so that
+//! the best response at λ spends `4·λ_k` of them on dimension k: what a perfect policy achieves
+//! on k depends on λ_k alone ([`World::oracle`]), so "does λ steer the model" has a ceiling of
+//! 1 and is measurable. The SFT data holds, besides free-form conversations, demonstrations of
+//! that best response under a λ written into the system message in the trainer's rendering
+//! (Rewards-in-Context), so that a model can learn to read the λ line.
 //!
 //! The world writes everything a run needs: UltraFeedback-layout preference data and SFT data
 //! ([`World::write_ultrafeedback`], [`World::write_sft`]), a byte-level BPE tokenizer trained on
@@ -47,18 +55,25 @@ pub struct WorldConfig {
     pub train_prompts: usize,
     /// Prompts in the eval split (clamped to those left after the train split). Default: 24.
     pub eval_prompts: usize,
-    /// Candidates per prompt in the preference data, N (at most 36, the grammar's profiles).
+    /// Candidates per prompt in the preference data, N (at most 68, the grammar's profiles).
     /// Default: 4.
     pub responses_per_prompt: usize,
     /// Countries in the world, 1–40; there are `8 ·` this many prompts (4 attributes × 2
     /// phrasings). Default: 24.
     pub entities: usize,
-    /// Share of SFT responses that state a wrong fact, so preference training has something
-    /// to fix on correctness. Default: 0.25.
+    /// Share of SFT responses that state a wrong fact. Truth is not a reward dimension (it
+    /// is reported as accuracy), so the default teaches none. Default: 0.
     pub sft_wrong_fraction: f64,
+    /// λ-conditioned demonstrations per prompt in the SFT data: a system message with λ (a
+    /// point of the 0.25 simplex grid, in the trainer's rendering) and the best response under
+    /// it (at most 35, the grid's size). Default: 10.
+    pub sft_conditioned: usize,
     /// Add "Tell me about X." → every fact of X, for every country, to the train split's SFT
     /// data, so the model can learn the facts behind eval prompts too. Default: true.
     pub sft_fact_statements: bool,
+    /// Copies of each fact statement in the SFT data: the facts behind eval prompts are learnt
+    /// mostly from them, next to far more style text. Default: 4.
+    pub sft_fact_repeats: usize,
 }
 
 impl Default for WorldConfig {
@@ -69,8 +84,10 @@ impl Default for WorldConfig {
             eval_prompts: 24,
             responses_per_prompt: 4,
             entities: 24,
-            sft_wrong_fraction: 0.25,
+            sft_wrong_fraction: 0.0,
+            sft_conditioned: 10,
             sft_fact_statements: true,
+            sft_fact_repeats: 4,
         }
     }
 }
@@ -117,6 +134,7 @@ enum Stream {
     Sft = 3,
     Corpus = 4,
     Oracle = 5,
+    Conditioned = 6,
 }
 
 /// FNV-1a: a stable hash of a prompt id (std's hashers may change between releases).
@@ -240,15 +258,21 @@ impl World {
         )
     }
 
-    /// The preference candidates of `prompt`: N distinct profiles chosen (out of 64 random
-    /// draws) to contain the most trade-offs (see [`grammar::tradeoff_score`]), with the
-    /// profile of each.
+    /// The correctness of the answer (`1/|V_q(y)|` if the true value is named, else 0): what
+    /// the model knows, reported by the demo as accuracy beside the rewards.
+    pub fn answer_share(&self, prompt: &Prompt, response: &str) -> f64 {
+        rewards::answer_share(&self.facts, &prompt.entity, prompt.attribute, response)
+    }
+
+    /// The preference candidates of `prompt`: N distinct profiles with the true answer, chosen
+    /// out of 64 random draws to contain the most trade-offs (see
+    /// [`grammar::tradeoff_score`]), with the profile of each.
     pub fn candidates(&self, prompt: &Prompt) -> Vec<(Profile, String)> {
-        let n = self.cfg.responses_per_prompt.clamp(1, 36);
+        let n = self.cfg.responses_per_prompt.clamp(1, Profile::all().len());
         let mut rng = self.rng(&prompt.id, Stream::Candidates);
         let mut best: Option<(grammar::TradeoffScore, Vec<(Profile, String)>)> = None;
         for _ in 0..64 {
-            let set: Vec<(Profile, String)> = grammar::diverse_profiles(n, 0.5, &mut rng)
+            let set: Vec<(Profile, String)> = grammar::diverse_profiles(n, 1.0, &mut rng)
                 .into_iter()
                 .map(|p| (p, self.realize(prompt, p, &mut rng)))
                 .collect();
@@ -271,21 +295,47 @@ impl World {
             .collect()
     }
 
-    /// The best response the grammar can write for `lambda` (over all 36 profiles), with its
-    /// rewards: the ceiling a policy can reach on `Σ_k λ_k r_k`.
+    /// The best response the grammar can write for `lambda` (over all its profiles; ties go
+    /// to the first in [`Profile::all`]'s order, the shorter), with its rewards: the ceiling a
+    /// policy can reach on `Σ_k λ_k r_k`.
     pub fn oracle(&self, prompt: &Prompt, lambda: &[f64]) -> (String, Vec<f64>) {
         let mut rng = self.rng(&prompt.id, Stream::Oracle);
+        self.best_response(prompt, lambda, &mut rng)
+    }
+
+    fn best_response(&self, prompt: &Prompt, lambda: &[f64], rng: &mut Rng) -> (String, Vec<f64>) {
         let mut best: Option<(f64, String, Vec<f64>)> = None;
         for p in Profile::all() {
-            let text = self.realize(prompt, p, &mut rng);
+            let text = self.realize(prompt, p, rng);
             let r = self.rewards(prompt, &text);
             let s: f64 = r.iter().zip(lambda).map(|(a, b)| a * b).sum();
-            if best.as_ref().is_none_or(|(bs, _, _)| s > *bs) {
+            if best.as_ref().is_none_or(|(bs, _, _)| s > *bs + 1e-12) {
                 best = Some((s, text, r));
             }
         }
-        let (_, text, r) = best.expect("36 profiles");
+        let (_, text, r) = best.expect("the grammar has profiles");
         (text, r)
+    }
+
+    /// λ-conditioned demonstrations of `prompt`: `n` distinct weight vectors of the simplex
+    /// grid with step `1/BUDGET` (the resolution the grammar's four sentences can express:
+    /// there the best response spends exactly `4·λ_k` sentences on dimension k), each with the
+    /// best response under it.
+    pub fn conditioned_demos(&self, prompt: &Prompt, n: usize) -> Vec<(Vec<f64>, String)> {
+        let mut rng = self.rng(&prompt.id, Stream::Conditioned);
+        let mut grid = lambda_dpo_math::simplex::simplex_grid(
+            DIMENSIONS.len(),
+            1.0 / f64::from(grammar::BUDGET),
+        )
+        .expect("a valid simplex grid");
+        grammar::shuffle(&mut grid, &mut rng);
+        grid.truncate(n);
+        grid.into_iter()
+            .map(|lambda| {
+                let (text, _) = self.best_response(prompt, &lambda, &mut rng);
+                (lambda, text)
+            })
+            .collect()
     }
 
     /// "Tell me about X." prompts with every fact of X as the answer, for every country.
@@ -341,7 +391,7 @@ impl World {
 /// The λ system prompt, exactly as the trainer renders it (λ on the 0.01 grid, summing to 1):
 ///
 /// ```text
-/// Preference weights: correctness=0.25, brevity=0.50, politeness=0.25, detail=0.00.
+/// Preference weights: brevity=0.25, politeness=0.50, detail=0.25, caution=0.00.
 /// ```
 pub fn render_lambda(dims: &[&str], lambda: &[f64]) -> String {
     let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();

@@ -4,26 +4,64 @@
 //! ```text
 //! words(y)     = maximal alphanumeric runs of y, lowercased      (for facts and phrases)
 //! V_a(y)       = distinct values of kind a named in words(y)     (capitals, colours, …)
-//! correctness  = 1/|V_q(y)| if the true value v* ∈ V_q(y) else 0  (q = the asked attribute;
-//!                naming the right value among others is hedging: it earns a share)
-//! brevity      = 0 if y has no word, else clamp((20 − w)/19, 0, 1), w = whitespace words
-//!                (1 word → 1, 20 or more → 0)
-//! politeness   = min(#distinct politeness phrases in y, 2) / 2
-//! detail       = min(#attributes a ≠ q with V_a(y) = {true value of a}, 2) / 2
+//! answers(y)   = 1/|V_q(y)| if V_q(y) ≠ ∅ else 0   (q = the asked attribute: a response that
+//!                names no value of it does not answer; naming several is hedging, a share)
+//! s(y)         = sentences: runs of text ended by . ! ? (or the end) holding a letter or digit
+//! h(n)         = H_n / H_4, H_n = 1 + 1/2 + … + 1/n      (h = 0, .48, .72, .88, 1 for n = 0…4)
+//! brevity      = answers(y) · h(clamp(4 − (s(y) − 1), 0, 4))      (the unspent sentences)
+//! politeness   = answers(y) · h(min(#distinct politeness phrases, 4))
+//! detail       = answers(y) · h(min(#attributes a ≠ q with V_a(y) = {true value of a}, 4))
+//! caution      = answers(y) · h(min(#distinct caution phrases, 4))
 //! ```
+//!
+//! Every dimension is worth something only in a response that answers the question (a missing
+//! answer scores 0 everywhere). Whether the answer is *true* is not a dimension: it is what the
+//! model knows rather than how it answers, so it is reported apart as accuracy
+//! ([`answer_share`]); the rewards stay a function of the style λ asks for, plus the truth of
+//! the details.
+//!
+//! Why harmonic: the four dimensions share four sentence units (brevity owns the unspent
+//! ones), and the marginal worth of a dimension's j-th unit is `λ_k / (j·H_4)`. Maximising
+//! `Σ_k λ_k h(n_k)` subject to `Σ_k n_k = 4` therefore spends exactly `n_k = 4·λ_k` units on
+//! dimension k whenever λ is on the 0.25 grid (the taken units are worth `1/(4·H_4)` each and
+//! the next would be worth `λ_k/((4λ_k + 1)·H_4)`, strictly less): the best response at λ
+//! reaches `h(4·λ_k)` on dimension k whatever the other weights are. λ_k alone decides what a
+//! perfect policy achieves on k, so controllability is measurable. Detail has three facts to
+//! give (a country has four attributes, one is asked), so it tops out at `h(3) = 0.88`.
 //!
 //! What does not live here: the phrasing (`grammar`), the fact table (`facts`).
 
 use std::collections::BTreeSet;
 
-use super::facts::{Attribute, FactTable};
-use super::grammar::{CLOSINGS, OPENINGS};
+use super::facts::{Attribute, Entity, FactTable};
+use super::grammar::{BUDGET, CAUTIONS, CLOSINGS, OPENINGS};
 
 /// The dimensions, in the fixed order every reward vector and λ uses.
-pub const DIMENSIONS: [&str; 4] = ["correctness", "brevity", "politeness", "detail"];
+pub const DIMENSIONS: [&str; 4] = ["brevity", "politeness", "detail", "caution"];
 
-/// Whitespace words at which brevity reaches 0.
-pub const BREVITY_ZERO_WORDS: usize = 20;
+/// `h(n) = H_n / H_BUDGET` (n clamped to the budget): the reward of n units.
+pub fn units_reward(n: usize) -> f64 {
+    // A fold from +0.0: an empty `sum` of floats is −0.0, which prints as "-0.000".
+    let harmonic = |n: usize| (1..=n).fold(0.0, |acc, j| acc + 1.0 / j as f64);
+    harmonic(n.min(BUDGET as usize)) / harmonic(BUDGET as usize)
+}
+
+/// Sentences of `text`: runs ended by `.`, `!`, `?` or the end that hold a letter or digit.
+pub fn sentences(text: &str) -> usize {
+    text.split(['.', '!', '?'])
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+/// The distinct phrases of `phrases` that `text` contains, compared word by word.
+fn phrases_in<'a>(text_words: &[String], phrases: &[&'a str]) -> Vec<&'a str> {
+    let joined = format!(" {} ", text_words.join(" "));
+    phrases
+        .iter()
+        .copied()
+        .filter(|p| joined.contains(&format!(" {} ", words(p).join(" "))))
+        .collect()
+}
 
 /// The lowercase alphanumeric words of `text`.
 pub fn words(text: &str) -> Vec<String> {
@@ -34,7 +72,7 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 /// The rewards of `text` as an answer to the question about `attr` of country `entity`, with a
-/// one-line rationale per dimension. An unknown country scores 0 on correctness and detail.
+/// one-line rationale per dimension. An unknown country has no true details.
 pub fn score(
     facts: &FactTable,
     entity: &str,
@@ -50,51 +88,17 @@ pub fn score(
             named[kind.index()].insert(w.as_str());
         }
     }
-    let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
-
     let asked = &named[attr.index()];
-    let (correctness, why_c) = match truth {
-        None => (0.0, format!("unknown country `{entity}`")),
-        Some(e) => {
-            let v = e.value(attr).to_lowercase();
-            if asked.contains(v.as_str()) {
-                (
-                    1.0 / asked.len() as f64,
-                    format!(
-                        "names the true {} ({v}) among [{}]",
-                        attr.name(),
-                        list(asked)
-                    ),
-                )
-            } else if asked.is_empty() {
-                (0.0, format!("names no {}", attr.name()))
-            } else {
-                (
-                    0.0,
-                    format!("names [{}], the true {} is {v}", list(asked), attr.name()),
-                )
-            }
-        }
-    };
-
-    let w = text.split_whitespace().count();
-    let brevity = if w == 0 {
+    let answers = if asked.is_empty() {
         0.0
     } else {
-        ((BREVITY_ZERO_WORDS as f64 - w as f64) / (BREVITY_ZERO_WORDS as f64 - 1.0)).clamp(0.0, 1.0)
+        1.0 / asked.len() as f64
     };
-    let why_b = format!("{w} words");
 
-    let joined = format!(" {} ", ws.join(" "));
-    let phrases: Vec<&str> = OPENINGS
-        .iter()
-        .chain(CLOSINGS.iter())
-        .copied()
-        .filter(|p| joined.contains(&format!(" {} ", words(p).join(" "))))
-        .collect();
-    let politeness = phrases.len().min(2) as f64 / 2.0;
-    let why_p = format!("{} politeness phrase(s)", phrases.len());
-
+    let s = sentences(text);
+    let free = (BUDGET as usize + 1).saturating_sub(s.max(1));
+    let polite = phrases_in(&ws, &[&OPENINGS[..], &CLOSINGS[..]].concat());
+    let cautions = phrases_in(&ws, &CAUTIONS);
     let details: Vec<&str> = match truth {
         None => Vec::new(),
         Some(e) => Attribute::ALL
@@ -107,13 +111,64 @@ pub fn score(
             .map(Attribute::name)
             .collect(),
     };
-    let detail = details.len().min(2) as f64 / 2.0;
-    let why_d = format!("true details: [{}]", details.join(", "));
-
+    let gate = if answers > 0.0 {
+        String::new()
+    } else {
+        format!(" (worth 0: names no {})", attr.name())
+    };
     (
-        [correctness, brevity, politeness, detail],
-        [why_c, why_b, why_p, why_d],
+        [
+            answers * units_reward(free),
+            answers * units_reward(polite.len()),
+            answers * units_reward(details.len()),
+            answers * units_reward(cautions.len()),
+        ],
+        [
+            format!("{s} sentence(s), {free} of {BUDGET} unspent{gate}"),
+            format!("{} politeness phrase(s){gate}", polite.len()),
+            format!("true details: [{}]{gate}", details.join(", ")),
+            format!("{} caution phrase(s){gate}", cautions.len()),
+        ],
     )
+}
+
+/// The answer's correctness alone: `1/|V_q(y)|` if the true value is among the values of the
+/// asked kind that `text` names, else 0 (0 for an unknown country).
+pub fn answer_share(facts: &FactTable, entity: &str, attr: Attribute, text: &str) -> f64 {
+    let ws = words(text);
+    let asked: BTreeSet<&str> = ws
+        .iter()
+        .map(String::as_str)
+        .filter(|w| facts.kind_of(w) == Some(attr))
+        .collect();
+    answer_of(facts.entity(entity), entity, attr, &asked).0
+}
+
+/// `answer(y)` from the values of the asked kind that `y` names, with its rationale.
+fn answer_of(
+    truth: Option<&Entity>,
+    entity: &str,
+    attr: Attribute,
+    asked: &BTreeSet<&str>,
+) -> (f64, String) {
+    let list = asked.iter().copied().collect::<Vec<_>>().join(", ");
+    let Some(e) = truth else {
+        return (0.0, format!("unknown country `{entity}`"));
+    };
+    let v = e.value(attr).to_lowercase();
+    if asked.contains(v.as_str()) {
+        (
+            1.0 / asked.len() as f64,
+            format!("names the true {} ({v}) among [{list}]", attr.name()),
+        )
+    } else if asked.is_empty() {
+        (0.0, format!("names no {}", attr.name()))
+    } else {
+        (
+            0.0,
+            format!("names [{list}], the true {} is {v}", attr.name()),
+        )
+    }
 }
 
 /// `1 + round(4·r)`: a reward in `[0, 1]` as an UltraFeedback-style rating 1–5.

@@ -54,7 +54,7 @@ impl<'a> Checkpointed<'a> {
         lora: Option<LoraRun<'a>>,
         opts: ScoreOptions,
     ) -> Result<Self> {
-        let pos = model.positional(&plan.ids, &plan.positions, plan.attention)?;
+        let pos = model.positional(&plan.ids, &plan.positions, plan.attention, plan.row_seeds)?;
         let mut x = model.embed(&plan.ids)?.detach(); // [B, T, E]
         let mut inputs = Vec::with_capacity(model.layers.len());
         for i in 0..model.layers.len() {

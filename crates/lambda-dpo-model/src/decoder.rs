@@ -40,12 +40,16 @@ pub struct Layer {
     pub proj: [Linear; 7],
 }
 
-/// What every layer's attention shares in one forward: rotary tables and who attends to whom.
+/// What every block of one forward shares: rotary tables, who attends to whom, and (for a
+/// batch of independent examples) one LoRA dropout seed per row.
 #[derive(Debug)]
 pub(crate) struct Positional {
     cos: Tensor, // [T, d]
     sin: Tensor, // [T, d]
     attention: Attention,
+    /// `Some(seeds)`: row b of the batch draws its LoRA dropout masks from `seeds[b]` alone,
+    /// replacing the run's single seed (see [`Model::score_rows`]).
+    row_seeds: Option<Vec<u64>>,
 }
 
 /// Which keys each query column may attend to.
@@ -254,7 +258,7 @@ impl Model {
     ) -> Result<Tensor> {
         let (_b, t) = ids.dims2()?;
         let mask = causal_mask(t, &self.device)?;
-        self.run_layers(ids, positions, Attention::Mask(mask), lora)
+        self.run_layers(ids, positions, Attention::Mask(mask), None, lora)
     }
 
     /// [`Model::hidden_states`] with an explicit additive attention mask (f32, 0 or −∞,
@@ -267,7 +271,7 @@ impl Model {
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let mask = mask.to_dtype(DType::F32)?.to_device(&self.device)?;
-        self.run_layers(ids, positions, Attention::Mask(mask), lora)
+        self.run_layers(ids, positions, Attention::Mask(mask), None, lora)
     }
 
     /// Hidden states (before the final norm) of one packed prefix-sharing sequence,
@@ -286,7 +290,7 @@ impl Model {
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let attention = self.packed_attention(ids, layout)?;
-        self.run_layers(ids, &layout.positions(), attention, lora)
+        self.run_layers(ids, &layout.positions(), attention, None, lora)
     }
 
     /// The segment-by-segment attention of a packed row (see [`Model::hidden_states_packed`]),
@@ -321,15 +325,17 @@ impl Model {
         })
     }
 
-    /// Embedding, the decoder blocks, no final norm: `ids: [B, T]` → `[B, T, E]`.
+    /// Embedding, the decoder blocks, no final norm: `ids: [B, T]` → `[B, T, E]`; `row_seeds`
+    /// as in [`Model::positional`].
     pub(crate) fn run_layers(
         &self,
         ids: &Tensor,
         positions: &[u32],
         attention: Attention,
+        row_seeds: Option<Vec<u64>>,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
-        let pos = self.positional(ids, positions, attention)?;
+        let pos = self.positional(ids, positions, attention, row_seeds)?;
         let mut x = self.embed(ids)?; // [B, T, E]
         for i in 0..self.layers.len() {
             x = self.block(i, &x, &pos, lora)?;
@@ -338,25 +344,36 @@ impl Model {
     }
 
     /// Rotary tables for `positions` (one per column of `ids: [B, T]`) with the attention
-    /// pattern: what every block of one forward shares.
+    /// pattern and, optionally, one LoRA dropout seed per row: what every block of one forward
+    /// shares.
     pub(crate) fn positional(
         &self,
         ids: &Tensor,
         positions: &[u32],
         attention: Attention,
+        row_seeds: Option<Vec<u64>>,
     ) -> Result<Positional> {
-        let (_b, t) = ids.dims2()?;
+        let (b, t) = ids.dims2()?;
         if positions.len() != t {
             return Err(ModelError::Input(format!(
                 "forward: {} positions for {t} columns",
                 positions.len()
             )));
         }
+        if let Some(seeds) = &row_seeds {
+            if seeds.len() != b {
+                return Err(ModelError::Input(format!(
+                    "forward: {} dropout seeds for {b} rows",
+                    seeds.len()
+                )));
+            }
+        }
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions, self.dtype, &self.device)?; // [T, d]
         Ok(Positional {
             cos,
             sin,
             attention,
+            row_seeds,
         })
     }
 
@@ -386,7 +403,7 @@ impl Model {
         let attn = self.attention(i, layer, &h, pos, lora)?;
         let x = (x + attn)?;
         let h = self.rms_norm(&x, &layer.post_attention_norm)?;
-        let mlp = self.mlp(i, layer, &h, lora)?;
+        let mlp = self.mlp(i, layer, &h, pos.row_seeds.as_deref(), lora)?;
         Ok((x + mlp)?)
     }
 
@@ -424,9 +441,10 @@ impl Model {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (h, hk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let q = self.project(i, layer, Target::Q, x, lora)?; // [B, T, H·d]
-        let k = self.project(i, layer, Target::K, x, lora)?; // [B, T, Hk·d]
-        let v = self.project(i, layer, Target::V, x, lora)?; // [B, T, Hk·d]
+        let seeds = pos.row_seeds.as_deref();
+        let q = self.project(i, layer, Target::Q, x, seeds, lora)?; // [B, T, H·d]
+        let k = self.project(i, layer, Target::K, x, seeds, lora)?; // [B, T, Hk·d]
+        let v = self.project(i, layer, Target::V, x, seeds, lora)?; // [B, T, Hk·d]
         let q = q.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()?; // [B, H, T, d]
         let k = k.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
         let v = v.reshape((b, t, hk, d))?.transpose(1, 2)?.contiguous()?; // [B, Hk, T, d]
@@ -456,7 +474,7 @@ impl Model {
                 Tensor::cat(&parts, 1)? // [B, T, H·d]
             }
         };
-        self.project(i, layer, Target::O, &out, lora)
+        self.project(i, layer, Target::O, &out, seeds, lora)
     }
 
     /// Scaled dot-product attention with grouped kv heads: `q: [B, H, T, d]`,
@@ -503,26 +521,30 @@ impl Model {
         i: usize,
         layer: &Layer,
         x: &Tensor,
+        row_seeds: Option<&[u64]>,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
-        let gate = self.project(i, layer, Target::Gate, x, lora)?; // [B, T, I]
-        let up = self.project(i, layer, Target::Up, x, lora)?; // [B, T, I]
-                                                               // SwiGLU: down(silu(gate(x)) · up(x)); candle's silu has a backward.
+        let gate = self.project(i, layer, Target::Gate, x, row_seeds, lora)?; // [B, T, I]
+        let up = self.project(i, layer, Target::Up, x, row_seeds, lora)?; // [B, T, I]
+                                                                          // SwiGLU: down(silu(gate(x)) · up(x)); candle's silu has a backward.
         let act = if self.fused.swiglu && kernels::supported(&[&gate, &up]) {
             kernels::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };
-        self.project(i, layer, Target::Down, &act, lora)
+        self.project(i, layer, Target::Down, &act, row_seeds, lora)
     }
 
-    /// Base projection plus the adapter's update, if any.
+    /// Base projection plus the adapter's update, if any. `row_seeds` (one per row of
+    /// `x: [B, T, in]`) replace the run's dropout seed: row b's masks are those of `x`'s row b
+    /// run alone with seed `row_seeds[b]`.
     fn project(
         &self,
         i: usize,
         layer: &Layer,
         target: Target,
         x: &Tensor,
+        row_seeds: Option<&[u64]>,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let lin = &layer.proj[target.index()];
@@ -532,13 +554,11 @@ impl Model {
         }
         if let Some(run) = lora {
             if let Some(l) = run.adapter.get(i, target) {
-                let dropout = run.dropout_seed.map(|s| {
-                    (
-                        s,
-                        run.adapter.config.dropout,
-                        (i * 7 + target.index()) as u64,
-                    )
-                });
+                let (p, salt) = (run.adapter.config.dropout, (i * 7 + target.index()) as u64);
+                let dropout = match row_seeds {
+                    Some(seeds) => Some((DropoutSeeds::Rows(seeds), p, salt)),
+                    None => run.dropout_seed.map(|s| (DropoutSeeds::One(s), p, salt)),
+                };
                 let diag = match &l.svd {
                     Some(svd) => Some(run.adapter.svd_diagonal(svd)?),
                     None => None,
@@ -691,7 +711,7 @@ impl Model {
         for (i, layer) in self.layers.iter().enumerate() {
             let hn = self.rms_norm(&x, &layer.input_norm)?;
             let proj = |target, x: &Tensor| -> Result<Tensor> {
-                Ok(self.project(i, layer, target, x, lora)?.detach())
+                Ok(self.project(i, layer, target, x, None, lora)?.detach())
             };
             let q = proj(Target::Q, &hn)?; // [B, T, H·d]
             let k = proj(Target::K, &hn)?; // [B, T, Hk·d]
@@ -708,7 +728,7 @@ impl Model {
             let attn = self.attend(&q, &k_all, &v_all, &mask)?; // [B, T, H·d]
             x = (x + proj(Target::O, &attn)?)?;
             let hn = self.rms_norm(&x, &layer.post_attention_norm)?;
-            x = (x + self.mlp(i, layer, &hn, lora)?.detach())?; // [B, T, E]
+            x = (x + self.mlp(i, layer, &hn, None, lora)?.detach())?; // [B, T, E]
         }
         cache.len = total;
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?; // [B, E]
@@ -733,27 +753,50 @@ fn causal_mask_offset(t: usize, offset: usize, device: &Device) -> Result<Tensor
     Ok(Tensor::from_vec(v, (t, s), device)?)
 }
 
+/// Where a projection's LoRA dropout masks come from.
+#[derive(Debug, Clone, Copy)]
+enum DropoutSeeds<'a> {
+    /// One mask over all `M` rows of the flattened input.
+    One(u64),
+    /// One seed per leading (batch) row: row b's `[T, in]` mask is what [`DropoutSeeds::One`]
+    /// with `seeds[b]` draws for that row alone (the draws are sequential, so a shorter
+    /// unpadded row gets a prefix of them).
+    Rows(&'a [u64]),
+}
+
 /// `s · dropout(x)·Aᵀ·Bᵀ` in f32: `x: [..., in]` → `[..., out]`; with SVD-LoRA's diagonal
 /// `diag = [σ, s·λ]` (`[r+m]`), `s · ((dropout(x)·Aᵀ) ⊙ diag)·Bᵀ`.
 fn lora_update(
     l: &LoraLayer,
     diag: Option<&Tensor>,
     x: &Tensor,
-    dropout: Option<(u64, f64, u64)>,
+    dropout: Option<(DropoutSeeds<'_>, f64, u64)>,
 ) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("non-empty");
     let m = x.elem_count() / inp;
     let mut x = x.to_dtype(DType::F32)?.reshape((m, inp))?; // [M, in]
-    if let Some((seed, p, salt)) = dropout {
+    if let Some((seeds, p, salt)) = dropout {
         if p > 0.0 {
-            x = x.broadcast_mul(&dropout_mask(
-                m,
-                inp,
-                p,
-                seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                x.device(),
-            )?)?;
+            let salted = |seed: u64| seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mask = match seeds {
+                DropoutSeeds::One(seed) => dropout_mask(m, inp, p, salted(seed)),
+                DropoutSeeds::Rows(seeds) => {
+                    if seeds.is_empty() || m % seeds.len() != 0 {
+                        return Err(ModelError::Input(format!(
+                            "LoRA dropout: {} row seeds for {m} input rows",
+                            seeds.len()
+                        )));
+                    }
+                    let t = m / seeds.len();
+                    let mut v = Vec::with_capacity(m * inp);
+                    for &s in seeds {
+                        v.extend(dropout_mask(t, inp, p, salted(s)));
+                    }
+                    v
+                }
+            };
+            x = x.broadcast_mul(&Tensor::from_vec(mask, (m, inp), x.device())?)?;
         }
     }
     let mut xa = x.matmul(&l.a.as_tensor().t()?)?; // [M, r(+m)]
@@ -771,14 +814,13 @@ fn lora_update(
     Ok(y.reshape(out)?)
 }
 
-/// Inverted-dropout mask: 0 with probability p, 1/(1−p) otherwise.
-fn dropout_mask(m: usize, n: usize, p: f64, seed: u64, device: &Device) -> Result<Tensor> {
+/// Inverted-dropout mask `[m, n]` (row-major): 0 with probability p, 1/(1−p) otherwise.
+fn dropout_mask(m: usize, n: usize, p: f64, seed: u64) -> Vec<f32> {
     let mut rng = SplitMix64(seed);
     let keep = (1.0 / (1.0 - p)) as f32;
-    let v: Vec<f32> = (0..m * n)
+    (0..m * n)
         .map(|_| if rng.next_f64() < p { 0.0 } else { keep })
-        .collect();
-    Ok(Tensor::from_vec(v, (m, n), device)?)
+        .collect()
 }
 
 /// `[T, T]` additive causal mask: 0 on and below the diagonal, −∞ above.

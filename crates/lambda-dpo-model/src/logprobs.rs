@@ -88,6 +88,8 @@ pub(crate) struct Plan {
     pub(crate) ids: Tensor, // [B, T]
     pub(crate) positions: Vec<u32>,
     pub(crate) attention: Attention,
+    /// One LoRA dropout seed per row of `ids` ([`Model::score_rows`]), or the run's one seed.
+    pub(crate) row_seeds: Option<Vec<u64>>,
     pub(crate) head: Head,
 }
 
@@ -100,8 +102,29 @@ impl Model {
         lora: Option<LoraRun<'_>>,
         opts: ScoreOptions,
     ) -> Result<Scored> {
-        let plan = self.plan_separate(requests)?;
-        let hidden = self.run_layers(&plan.ids, &plan.positions, plan.attention, lora)?; // [B, T, E]
+        self.score_rows(requests, lora, None, opts)
+    }
+
+    /// [`Model::score`] with one LoRA dropout seed per request: `row_seeds[s]` replaces
+    /// `lora.dropout_seed` for request s, whose masks are then exactly those of scoring it
+    /// alone with `dropout_seed = Some(row_seeds[s])`. So a batch of independent examples, each
+    /// with its own seed, reproduces their one-at-a-time forwards (dropout included) up to
+    /// float rounding. `None` is [`Model::score`].
+    pub fn score_rows(
+        &self,
+        requests: &[ScoreRequest<'_>],
+        lora: Option<LoraRun<'_>>,
+        row_seeds: Option<&[u64]>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
+        let plan = self.plan_separate(requests, row_seeds)?;
+        let hidden = self.run_layers(
+            &plan.ids,
+            &plan.positions,
+            plan.attention,
+            plan.row_seeds,
+            lora,
+        )?; // [B, T, E]
         self.gather_and_score(&hidden, &plan.head, opts)
     }
 
@@ -120,7 +143,7 @@ impl Model {
         opts: ScoreOptions,
     ) -> Result<Scored> {
         let plan = self.plan_shared(prompt, continuations)?;
-        let hidden = self.run_layers(&plan.ids, &plan.positions, plan.attention, lora)?; // [1, T, E]
+        let hidden = self.run_layers(&plan.ids, &plan.positions, plan.attention, None, lora)?; // [1, T, E]
         self.gather_and_score(&hidden, &plan.head, opts)
     }
 
@@ -132,7 +155,19 @@ impl Model {
         lora: Option<LoraRun<'a>>,
         opts: ScoreOptions,
     ) -> Result<Checkpointed<'a>> {
-        Checkpointed::forward(self, self.plan_separate(requests)?, lora, opts)
+        self.score_rows_checkpointed(requests, lora, None, opts)
+    }
+
+    /// [`Model::score_rows`] with gradient checkpointing (see [`Model::score_checkpointed`]);
+    /// the recompute draws the same per-row masks.
+    pub fn score_rows_checkpointed<'a>(
+        &'a self,
+        requests: &[ScoreRequest<'_>],
+        lora: Option<LoraRun<'a>>,
+        row_seeds: Option<&[u64]>,
+        opts: ScoreOptions,
+    ) -> Result<Checkpointed<'a>> {
+        Checkpointed::forward(self, self.plan_separate(requests, row_seeds)?, lora, opts)
     }
 
     /// [`Model::score_shared`] with gradient checkpointing (see [`Model::score_checkpointed`]).
@@ -146,10 +181,23 @@ impl Model {
         Checkpointed::forward(self, self.plan_shared(prompt, continuations)?, lora, opts)
     }
 
-    /// The right-padded batch of [`Model::score`], causal attention.
-    fn plan_separate(&self, requests: &[ScoreRequest<'_>]) -> Result<Plan> {
+    /// The right-padded batch of [`Model::score_rows`], causal attention.
+    fn plan_separate(
+        &self,
+        requests: &[ScoreRequest<'_>],
+        row_seeds: Option<&[u64]>,
+    ) -> Result<Plan> {
         if requests.is_empty() {
             return Err(ModelError::Input("no sequences to score".into()));
+        }
+        if let Some(seeds) = row_seeds {
+            if seeds.len() != requests.len() {
+                return Err(ModelError::Input(format!(
+                    "{} dropout seeds for {} sequences; expected one per sequence",
+                    seeds.len(),
+                    requests.len()
+                )));
+            }
         }
         let vocab = self.config.vocab_size as u32;
         for (i, r) in requests.iter().enumerate() {
@@ -197,6 +245,7 @@ impl Model {
             ids,
             positions,
             attention: Attention::Mask(causal_mask(t, &self.device)?),
+            row_seeds: row_seeds.map(<[u64]>::to_vec),
             head: Head {
                 rows,
                 targets,
@@ -262,6 +311,7 @@ impl Model {
             ids,
             positions: layout.positions(),
             attention,
+            row_seeds: None,
             head: Head {
                 rows,
                 targets,

@@ -9,6 +9,8 @@
 //!         target ← p^λ from the list's ratings           (math crate)
 //!         loss, ∂L/∂ℓ ← objective(policy ℓ, reference ℓ)  (math crate)
 //!         grads += ∇(Σ g_i ℓ_i) / (batch_size × grad_accum)
+//!     (SFT: each micro-batch of batch_size examples is one right-padded forward and one
+//!      backward of Σ_b NLL_b / (batch_size × grad_accum), per-row dropout seeds)
 //!     clip global norm → lr(step) → AdamW update → metrics line
 //!     [eval every K] [checkpoint every K]
 //! save adapter + final checkpoint
@@ -381,10 +383,26 @@ fn train_stage(
             (Some(s), LambdaPer::Step) => Some(s.sample()),
             _ => None,
         };
-        for _ in 0..per_step {
-            let idx = cursor_index(state.lists_seen, n, cfg.train.seed);
-            let dropout_seed = Some(mix(cfg.train.seed, state.lists_seen));
-            state.lists_seen += 1;
+        // SFT runs each micro-batch of `batch_size` examples as one right-padded forward and
+        // one backward (`sft_micro_batch`); preference lists go one at a time.
+        let micro = match &examples {
+            Examples::Sft { .. } => cfg.train.batch_size as u64,
+            Examples::Lists { .. } => 1,
+        };
+        for _ in 0..per_step / micro {
+            // The micro-batch's cursor positions, each with its own dropout seed: the same
+            // examples and seeds, in the same order, as one at a time.
+            let items: Vec<(usize, u64)> = (0..micro)
+                .map(|k| {
+                    let seen = state.lists_seen + k;
+                    (
+                        cursor_index(seen, n, cfg.train.seed),
+                        mix(cfg.train.seed, seen),
+                    )
+                })
+                .collect();
+            state.lists_seen += micro;
+            let (idx, dropout_seed) = (items[0].0, Some(items[0].1));
             let result = match &examples {
                 Examples::Lists { dims, train, .. } => {
                     let list = &train[idx];
@@ -448,19 +466,21 @@ fn train_stage(
                     }
                 }
                 Examples::Sft { train, .. } => {
-                    let ex = &train[idx];
-                    let (loss, g) = sft_step(
+                    let batch: Vec<(&RenderedSft, u64)> =
+                        items.iter().map(|&(i, seed)| (&train[i], seed)).collect();
+                    let (losses, g) = sft_micro_batch(
                         &model,
                         &adapter,
                         &trainable_vars,
-                        ex,
-                        dropout_seed,
+                        &batch,
                         grad_scale,
                         cfg.train.gradient_checkpointing,
                     )?;
-                    check_finite(loss, state.step, &ex.source)?;
-                    acc.add("loss", loss);
-                    tokens_total += ex.ids.len() as u64;
+                    for ((ex, _), loss) in batch.iter().zip(losses) {
+                        check_finite(loss, state.step, &ex.source)?;
+                        acc.add("loss", loss);
+                        tokens_total += ex.ids.len() as u64;
+                    }
                     Some(g)
                 }
             };
@@ -1001,61 +1021,113 @@ impl SftWeights {
 
     /// `−Σ_t mask_t · log π(ids_t | ids_<t) / count` (a scalar, with the graph of `scored`).
     fn nll(&self, scored: &lambda_dpo_model::Scored) -> candle_core::Result<Tensor> {
-        (&scored.token_logprobs * &self.mask)?.sum_all()? * (-1.0 / self.count as f64)
+        self.nll_of(&scored.token_logprobs)
+    }
+
+    /// [`SftWeights::nll`] from this example's token log-probs `[T−1]`.
+    fn nll_of(&self, token_logprobs: &Tensor) -> candle_core::Result<Tensor> {
+        (token_logprobs * &self.mask)?.sum_all()? * (-1.0 / self.count as f64)
     }
 }
 
-/// One SFT example: its loss and `grad_scale · ∂NLL/∂v` for every adapter var (recomputed block
-/// by block when `checkpointing`).
-fn sft_step(
+/// One SFT micro-batch `(example, dropout seed)…` in one right-padded forward and one
+/// backward: each example's loss (the mean NLL of [`SftWeights::nll`], 0 for an example with no
+/// trained position, which is not run) and `grad_scale · Σ_b ∂NLL_b/∂v` for every trainable
+/// var (recomputed block by block when `checkpointing`).
+///
+/// ```text
+/// rows     ids_b ++ pad            (right-padded to the longest; causal attention, positions 0..T,
+///                                  so no real token ever sees a pad and row b computes what
+///                                  ids_b alone computes)
+/// dropout  row b draws from seed_b  (Model::score_rows: the masks of ids_b run alone)
+/// loss     S = grad_scale · Σ_b NLL_b   ⇒ one backward = the sum of the per-example backwards
+/// ```
+///
+/// So the losses, gradients and update equal running the examples one at a time up to float
+/// rounding; a batch of one is that path exactly.
+fn sft_micro_batch(
     model: &Model,
     adapter: &Adapter,
     vars: &[candle_core::Var],
-    ex: &RenderedSft,
-    dropout_seed: Option<u64>,
+    batch: &[(&RenderedSft, u64)],
     grad_scale: f64,
     checkpointing: bool,
-) -> TrainResult<(f64, Vec<Tensor>)> {
+) -> TrainResult<(Vec<f64>, Vec<Tensor>)> {
     let zeros = || {
         vars.iter()
             .map(|v| v.as_tensor().zeros_like())
             .collect::<candle_core::Result<Vec<_>>>()
     };
-    if checkpointing {
-        let Some(weights) = SftWeights::of(ex, &model.device)? else {
-            return Ok((0.0, zeros()?));
+    // The examples with a trained position: (position in the batch, weights).
+    let mut run = Vec::with_capacity(batch.len());
+    for (b, (ex, _)) in batch.iter().enumerate() {
+        if let Some(w) = SftWeights::of(ex, &model.device)? {
+            run.push((b, w));
+        }
+    }
+    let mut losses = vec![0.0; batch.len()];
+    if run.is_empty() {
+        return Ok((losses, zeros()?));
+    }
+    let requests: Vec<ScoreRequest<'_>> =
+        run.iter().map(|(b, _)| sft_request(batch[*b].0)).collect();
+    let seeds: Vec<u64> = run.iter().map(|(b, _)| batch[*b].1).collect();
+    // Per-example NLLs `[S]` of a scored batch (request s ↔ run[s]).
+    let nlls = |scored: &lambda_dpo_model::Scored| -> candle_core::Result<Vec<Tensor>> {
+        run.iter()
+            .enumerate()
+            .map(|(s, (_, w))| {
+                let (from, to) = (scored.offsets[s], scored.offsets[s + 1]);
+                w.nll_of(&scored.token_logprobs.narrow(0, from, to - from)?)
+            })
+            .collect()
+    };
+    // `grad_scale · Σ_b NLL_b`, the one scalar back-propagated.
+    let total = |nll: &[Tensor]| -> candle_core::Result<Tensor> {
+        let sum = match nll {
+            [one] => one.clone(),
+            _ => Tensor::stack(nll, 0)?.sum_all()?,
         };
-        let lora = LoraRun {
-            adapter,
-            dropout_seed,
-        };
-        let ck =
-            model.score_checkpointed(&[sft_request(ex)], Some(lora), ScoreOptions::default())?;
-        let loss: f32 = weights.nll(ck.scored())?.to_scalar()?;
-        let grads = ck.backward(|s| weights.nll(s)? * grad_scale, vars)?;
-        let grads = grads
+        sum * grad_scale
+    };
+    let lora = LoraRun {
+        adapter,
+        dropout_seed: None, // the per-row seeds replace it
+    };
+    let grads = if checkpointing {
+        let ck = model.score_rows_checkpointed(
+            &requests,
+            Some(lora),
+            Some(&seeds),
+            ScoreOptions::default(),
+        )?;
+        for ((b, _), nll) in run.iter().zip(nlls(ck.scored())?) {
+            losses[*b] = f64::from(nll.to_scalar::<f32>()?);
+        }
+        ck.backward(|s| total(&nlls(s)?), vars)?
             .into_iter()
             .zip(vars)
             .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        return Ok((loss as f64, grads));
-    }
-    let Some(nll) = sft_nll(model, adapter, ex, dropout_seed)? else {
-        return Ok((0.0, zeros()?));
+            .collect::<candle_core::Result<Vec<_>>>()?
+    } else {
+        let scored =
+            model.score_rows(&requests, Some(lora), Some(&seeds), ScoreOptions::default())?;
+        let nll = nlls(&scored)?;
+        for ((b, _), n) in run.iter().zip(&nll) {
+            losses[*b] = f64::from(n.to_scalar::<f32>()?);
+        }
+        let store = total(&nll)?.backward()?;
+        vars.iter()
+            .map(|v| {
+                // Detached, so the gradient does not keep the step's graph alive.
+                store
+                    .get(v.as_tensor())
+                    .map(Tensor::detach)
+                    .map_or_else(|| v.as_tensor().zeros_like(), Ok)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?
     };
-    let loss: f32 = nll.to_scalar()?;
-    let store = (nll * grad_scale)?.backward()?;
-    let grads = vars
-        .iter()
-        .map(|v| {
-            // Detached, so the gradient does not keep the step's graph alive.
-            store
-                .get(v.as_tensor())
-                .map(Tensor::detach)
-                .map_or_else(|| v.as_tensor().zeros_like(), Ok)
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok((loss as f64, grads))
+    Ok((losses, grads))
 }
 
 /// Loss and listwise metrics on the held-out examples, with the mean λ (uniform) and no dropout.

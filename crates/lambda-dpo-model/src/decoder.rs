@@ -41,15 +41,17 @@ pub struct Layer {
 }
 
 /// What every block of one forward shares: rotary tables, who attends to whom, and (for a
-/// batch of independent examples) one LoRA dropout seed per row.
+/// batch of independent examples) one LoRA dropout seed per example.
 #[derive(Debug)]
 pub(crate) struct Positional {
     cos: Tensor, // [T, d]
     sin: Tensor, // [T, d]
     attention: Attention,
-    /// `Some(seeds)`: row b of the batch draws its LoRA dropout masks from `seeds[b]` alone,
-    /// replacing the run's single seed (see [`Model::score_rows`]).
-    row_seeds: Option<Vec<u64>>,
+    /// `Some(runs)`: the flattened `[B·T]` columns split into consecutive runs `(columns,
+    /// seed)`, each drawing its LoRA dropout masks from its own seed alone, replacing the run's
+    /// single seed ([`Model::score_rows`]: one run per row; [`Model::score_packed`]: one per
+    /// packed example).
+    row_seeds: Option<Vec<(usize, u64)>>,
 }
 
 /// Which keys each query column may attend to.
@@ -67,6 +69,10 @@ pub(crate) enum Attention {
         /// `(start column, length, mask [len, P + len])` of every non-empty block.
         blocks: Vec<(usize, usize, Tensor)>,
     },
+    /// Independent sequences packed into one row ([`Model::score_packed`]): each segment
+    /// `(start column, length, causal mask [len, len])` attends causally to itself only, as it
+    /// would alone, without the scores between segments that a dense block mask would compute.
+    Segments(Vec<(usize, usize, Tensor)>),
 }
 
 /// The column layout of one packed prefix-sharing sequence: a shared prefix of `prefix`
@@ -332,7 +338,7 @@ impl Model {
         ids: &Tensor,
         positions: &[u32],
         attention: Attention,
-        row_seeds: Option<Vec<u64>>,
+        row_seeds: Option<Vec<(usize, u64)>>,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let pos = self.positional(ids, positions, attention, row_seeds)?;
@@ -351,7 +357,7 @@ impl Model {
         ids: &Tensor,
         positions: &[u32],
         attention: Attention,
-        row_seeds: Option<Vec<u64>>,
+        row_seeds: Option<Vec<(usize, u64)>>,
     ) -> Result<Positional> {
         let (b, t) = ids.dims2()?;
         if positions.len() != t {
@@ -360,11 +366,11 @@ impl Model {
                 positions.len()
             )));
         }
-        if let Some(seeds) = &row_seeds {
-            if seeds.len() != b {
+        if let Some(runs) = &row_seeds {
+            let covered: usize = runs.iter().map(|r| r.0).sum();
+            if covered != b * t {
                 return Err(ModelError::Input(format!(
-                    "forward: {} dropout seeds for {b} rows",
-                    seeds.len()
+                    "forward: dropout seeds cover {covered} columns of {b}×{t}"
                 )));
             }
         }
@@ -473,6 +479,16 @@ impl Model {
                 }
                 Tensor::cat(&parts, 1)? // [B, T, H·d]
             }
+            Attention::Segments(segments) => {
+                let mut parts = Vec::with_capacity(segments.len());
+                for (start, len, mask) in segments {
+                    let qs = q.narrow(2, *start, *len)?.contiguous()?; // [B, H, L, d]
+                    let ks = k.narrow(2, *start, *len)?.contiguous()?; // [B, Hk, L, d]
+                    let vs = v.narrow(2, *start, *len)?.contiguous()?; // [B, Hk, L, d]
+                    parts.push(self.attend(&qs, &ks, &vs, mask)?); // [B, L, H·d]
+                }
+                Tensor::cat(&parts, 1)? // [B, T, H·d]
+            }
         };
         self.project(i, layer, Target::O, &out, seeds, lora)
     }
@@ -521,7 +537,7 @@ impl Model {
         i: usize,
         layer: &Layer,
         x: &Tensor,
-        row_seeds: Option<&[u64]>,
+        row_seeds: Option<&[(usize, u64)]>,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let gate = self.project(i, layer, Target::Gate, x, row_seeds, lora)?; // [B, T, I]
@@ -535,16 +551,16 @@ impl Model {
         self.project(i, layer, Target::Down, &act, row_seeds, lora)
     }
 
-    /// Base projection plus the adapter's update, if any. `row_seeds` (one per row of
-    /// `x: [B, T, in]`) replace the run's dropout seed: row b's masks are those of `x`'s row b
-    /// run alone with seed `row_seeds[b]`.
+    /// Base projection plus the adapter's update, if any. `row_seeds` (runs of the flattened
+    /// columns of `x: [B, T, in]`, with a seed each) replace the run's dropout seed: each run's
+    /// masks are those of its columns run alone with its seed.
     fn project(
         &self,
         i: usize,
         layer: &Layer,
         target: Target,
         x: &Tensor,
-        row_seeds: Option<&[u64]>,
+        row_seeds: Option<&[(usize, u64)]>,
         lora: Option<LoraRun<'_>>,
     ) -> Result<Tensor> {
         let lin = &layer.proj[target.index()];
@@ -758,10 +774,10 @@ fn causal_mask_offset(t: usize, offset: usize, device: &Device) -> Result<Tensor
 enum DropoutSeeds<'a> {
     /// One mask over all `M` rows of the flattened input.
     One(u64),
-    /// One seed per leading (batch) row: row b's `[T, in]` mask is what [`DropoutSeeds::One`]
-    /// with `seeds[b]` draws for that row alone (the draws are sequential, so a shorter
-    /// unpadded row gets a prefix of them).
-    Rows(&'a [u64]),
+    /// Consecutive runs `(rows, seed)` of the flattened input: each run's `[rows, in]` mask is
+    /// what [`DropoutSeeds::One`] with its seed draws for those rows alone (the draws are
+    /// sequential, so a shorter unpadded example gets a prefix of a padded row's).
+    Rows(&'a [(usize, u64)]),
 }
 
 /// `s · dropout(x)·Aᵀ·Bᵀ` in f32: `x: [..., in]` → `[..., out]`; with SVD-LoRA's diagonal
@@ -781,17 +797,16 @@ fn lora_update(
             let salted = |seed: u64| seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let mask = match seeds {
                 DropoutSeeds::One(seed) => dropout_mask(m, inp, p, salted(seed)),
-                DropoutSeeds::Rows(seeds) => {
-                    if seeds.is_empty() || m % seeds.len() != 0 {
-                        return Err(ModelError::Input(format!(
-                            "LoRA dropout: {} row seeds for {m} input rows",
-                            seeds.len()
-                        )));
-                    }
-                    let t = m / seeds.len();
+                DropoutSeeds::Rows(runs) => {
                     let mut v = Vec::with_capacity(m * inp);
-                    for &s in seeds {
-                        v.extend(dropout_mask(t, inp, p, salted(s)));
+                    for &(rows, s) in runs {
+                        v.extend(dropout_mask(rows, inp, p, salted(s)));
+                    }
+                    if v.len() != m * inp {
+                        return Err(ModelError::Input(format!(
+                            "LoRA dropout: seeds cover {} of {m} input rows",
+                            v.len() / inp
+                        )));
                     }
                     v
                 }

@@ -20,6 +20,11 @@
 //! ```
 //!
 //! A response's last token is never an input to anything scored, so it is not run at all.
+//!
+//! [`Model::score_packed`] runs independent sequences (SFT examples) back to back in one row,
+//! positions restarted and attention causal within each, so no padding is computed; with one
+//! LoRA dropout seed per sequence ([`Model::score_rows`] does the same for right-padded rows)
+//! each sequence draws the masks it would draw alone.
 
 use candle_core::Tensor;
 
@@ -89,7 +94,7 @@ pub(crate) struct Plan {
     pub(crate) positions: Vec<u32>,
     pub(crate) attention: Attention,
     /// One LoRA dropout seed per row of `ids` ([`Model::score_rows`]), or the run's one seed.
-    pub(crate) row_seeds: Option<Vec<u64>>,
+    pub(crate) row_seeds: Option<Vec<(usize, u64)>>,
     pub(crate) head: Head,
 }
 
@@ -170,6 +175,80 @@ impl Model {
         Checkpointed::forward(self, self.plan_separate(requests, row_seeds)?, lora, opts)
     }
 
+    /// [`Model::score_rows`] with the requests packed into one row instead of right-padded
+    /// rows: `ids_0 ++ ids_1 ++ …`, positions restarted at 0 for each, each attending causally
+    /// to itself only ([`Attention::Segments`]). The same [`Scored`] up to float rounding,
+    /// dropout masks included (`row_seeds[s]` draws request s's masks as if alone), with no
+    /// padding computed: `Σ len_s` columns instead of `S · max len_s`.
+    pub fn score_packed(
+        &self,
+        requests: &[ScoreRequest<'_>],
+        lora: Option<LoraRun<'_>>,
+        row_seeds: Option<&[u64]>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
+        let plan = self.plan_packed(requests, row_seeds)?;
+        let hidden = self.run_layers(
+            &plan.ids,
+            &plan.positions,
+            plan.attention,
+            plan.row_seeds,
+            lora,
+        )?; // [1, T, E]
+        self.gather_and_score(&hidden, &plan.head, opts)
+    }
+
+    /// [`Model::score_packed`] with gradient checkpointing (see [`Model::score_checkpointed`]).
+    pub fn score_packed_checkpointed<'a>(
+        &'a self,
+        requests: &[ScoreRequest<'_>],
+        lora: Option<LoraRun<'a>>,
+        row_seeds: Option<&[u64]>,
+        opts: ScoreOptions,
+    ) -> Result<Checkpointed<'a>> {
+        Checkpointed::forward(self, self.plan_packed(requests, row_seeds)?, lora, opts)
+    }
+
+    /// The packed row of [`Model::score_packed`]: segment attention, restarted positions.
+    fn plan_packed(
+        &self,
+        requests: &[ScoreRequest<'_>],
+        row_seeds: Option<&[u64]>,
+    ) -> Result<Plan> {
+        // The checks (and the head's targets) of the padded plan; only the layout differs.
+        let padded = self.plan_separate(requests, row_seeds)?;
+        let t: usize = requests.iter().map(|r| r.ids.len()).sum();
+        let mut ids = Vec::with_capacity(t);
+        let mut positions = Vec::with_capacity(t);
+        let mut segments = Vec::with_capacity(requests.len());
+        let mut rows = Vec::with_capacity(padded.head.rows.len());
+        for r in requests {
+            let start = ids.len();
+            ids.extend_from_slice(r.ids);
+            positions.extend(0..r.ids.len() as u32);
+            segments.push((start, r.ids.len(), causal_mask(r.ids.len(), &self.device)?));
+            // Position p−1 of segment s predicts its token p, p = start..len.
+            rows.extend((r.start..r.ids.len()).map(|p| (start + p - 1) as u32));
+        }
+        let row_seeds = row_seeds.map(|seeds| {
+            requests
+                .iter()
+                .zip(seeds)
+                .map(|(r, &s)| (r.ids.len(), s))
+                .collect()
+        });
+        Ok(Plan {
+            ids: Tensor::from_vec(ids, (1, t), &self.device)?, // [1, T]
+            positions,
+            attention: Attention::Segments(segments),
+            row_seeds,
+            head: Head {
+                rows,
+                ..padded.head
+            },
+        })
+    }
+
     /// [`Model::score_shared`] with gradient checkpointing (see [`Model::score_checkpointed`]).
     pub fn score_shared_checkpointed<'a, R: AsRef<[u32]>>(
         &'a self,
@@ -245,7 +324,7 @@ impl Model {
             ids,
             positions,
             attention: Attention::Mask(causal_mask(t, &self.device)?),
-            row_seeds: row_seeds.map(<[u64]>::to_vec),
+            row_seeds: row_seeds.map(|seeds| seeds.iter().map(|&s| (t, s)).collect()),
             head: Head {
                 rows,
                 targets,

@@ -1,16 +1,19 @@
-//! SFT micro-batching: the `batch_size` examples of a micro-batch run as one right-padded
-//! forward and one backward, and give what running them one at a time gives (float rounding).
+//! SFT micro-batching: the `batch_size` examples of a micro-batch run as one forward (packed
+//! into one row) and one backward, and give what running them one at a time gives (float
+//! rounding).
 //!
-//! - the model API: [`Model::score_rows`] over rows of very different lengths, one LoRA dropout
-//!   seed per row, equals scoring each row alone with its seed (log-probs and the gradient of a
-//!   weighted sum of per-row losses, with dropout on), also checkpointed; and the comparison can
-//!   fail: the same batch with attention allowed onto the pads differs from it;
+//! - the model API: [`Model::score_packed`] (what the trainer runs) and [`Model::score_rows`]
+//!   (right-padded rows) over sequences of very different lengths, one LoRA dropout seed per
+//!   sequence, equal scoring each alone with its seed (log-probs and the gradient of a weighted
+//!   sum of per-sequence losses, with dropout on), also checkpointed; and the comparison can
+//!   fail: the padded batch with attention allowed onto the pads differs from it;
 //! - the training loop on the tiny Llama fixture: `batch_size = 4 × grad_accum = 1` logs the
 //!   losses and gradient norms of `batch_size = 1 × grad_accum = 4` and ends with the same
 //!   weights, for full fine-tuning and for LoRA (with dropout: the per-row seeds are the
-//!   per-example seeds), and with gradient checkpointing. Checked to fail when the padding is
-//!   made visible to the real tokens (per-row mask opened onto the pads): the logged losses
-//!   differ from the first step (9.42 vs 9.98).
+//!   per-example seeds), and with gradient checkpointing. Checked to fail when the examples
+//!   see what they should not: right-padded rows with the mask opened onto the pads (first
+//!   logged loss 9.42 vs 9.98), or packed examples attending to the earlier ones (10.02 vs
+//!   9.98).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,7 +126,7 @@ fn batched_rows_with_row_seeds_equal_one_forward_per_row() {
         };
     }
 
-    // One padded forward with a seed per row: the same values and gradients.
+    // One right-padded forward with a seed per row: the same values and gradients.
     let batch = m
         .score_rows(&requests, lora(None), Some(&seeds), opts)
         .unwrap();
@@ -144,24 +147,48 @@ fn batched_rows_with_row_seeds_equal_one_forward_per_row() {
     eprintln!("batched vs one at a time: gradients {rel:.1e} of their max");
     assert!(rel < 1e-5, "gradients differ by {rel:e}");
 
-    // Checkpointed, the same batch: same values, same gradients.
-    let ck = m
-        .score_rows_checkpointed(&requests, lora(None), Some(&seeds), opts)
+    // Packed into one row (what the trainer runs), and both layouts checkpointed: the same
+    // values, the same gradients.
+    let packed = m
+        .score_packed(&requests, lora(None), Some(&seeds), opts)
         .unwrap();
-    for (x, y) in values(&ck.scored().token_logprobs).iter().zip(&alone_logps) {
+    assert_eq!(packed.offsets, batch.offsets);
+    for (x, y) in values(&packed.token_logprobs).iter().zip(&alone_logps) {
+        assert!((x - y).abs() < 1e-5 * y.abs().max(1.0), "packed {x} vs {y}");
+    }
+    let store = weighted(&packed).unwrap().backward().unwrap();
+    let got: Vec<Tensor> = vars
+        .iter()
+        .map(|v| store.get(v.as_tensor()).unwrap().clone())
+        .collect();
+    let rel = max_rel("packed gradients", &got, &alone_grads);
+    eprintln!("packed vs one at a time: gradients {rel:.1e} of their max");
+    assert!(rel < 1e-5, "packed gradients differ by {rel:e}");
+    for packed in [false, true] {
+        let ck = if packed {
+            m.score_packed_checkpointed(&requests, lora(None), Some(&seeds), opts)
+        } else {
+            m.score_rows_checkpointed(&requests, lora(None), Some(&seeds), opts)
+        }
+        .unwrap();
+        for (x, y) in values(&ck.scored().token_logprobs).iter().zip(&alone_logps) {
+            assert!(
+                (x - y).abs() < 1e-5 * y.abs().max(1.0),
+                "checkpointed {x} vs {y}"
+            );
+        }
+        let got: Vec<Tensor> = ck
+            .backward(weighted, &vars)
+            .unwrap()
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        let rel = max_rel("checkpointed gradients", &got, &alone_grads);
         assert!(
-            (x - y).abs() < 1e-5 * y.abs().max(1.0),
-            "checkpointed {x} vs {y}"
+            rel < 1e-5,
+            "checkpointed (packed {packed}) gradients differ by {rel:e}"
         );
     }
-    let got: Vec<Tensor> = ck
-        .backward(weighted, &vars)
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
-    let rel = max_rel("checkpointed batched gradients", &got, &alone_grads);
-    assert!(rel < 1e-5, "checkpointed gradients differ by {rel:e}");
 
     // The dropout masks matter: one shared seed (what a plain batched `score` draws) differs.
     let shared = m.score(&requests, lora(Some(11)), opts).unwrap();
@@ -176,6 +203,9 @@ fn batched_rows_with_row_seeds_equal_one_forward_per_row() {
     // A wrong number of seeds is an error, not a silent reuse.
     assert!(m
         .score_rows(&requests, lora(None), Some(&seeds[..3]), opts)
+        .is_err());
+    assert!(m
+        .score_packed(&requests, lora(None), Some(&seeds[..3]), opts)
         .is_err());
 }
 

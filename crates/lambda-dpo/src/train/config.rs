@@ -260,7 +260,7 @@ pub struct TrainSection {
     /// Stop after this many optimizer steps (overrides `epochs` when set).
     pub max_steps: Option<u64>,
     /// Lists (or SFT examples) per micro-batch (paper: 1). The SFT stage runs a micro-batch as
-    /// one right-padded forward and backward; preference lists run one at a time. Either way
+    /// one packed forward and backward; preference lists run one at a time. Either way
     /// the gradient is the mean over `batch_size × grad_accum` examples, so 4 × 1 and 1 × 4
     /// train the same (up to float rounding).
     pub batch_size: usize,

@@ -404,8 +404,8 @@ fn sft_file_loads_with_the_project_reader() {
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let path = tmp.path().join("sft.jsonl");
     let n = w.write_sft(&path, Split::Train, 3).unwrap();
-    // 3 free + 10 λ-conditioned per train prompt, 4 copies of 2 fact statements per country.
-    assert_eq!(n, 96 * (3 + 10) + 24 * 2 * 4);
+    // 3 free + 10 λ-conditioned per train prompt, 8 copies of 2 fact statements per country.
+    assert_eq!(n, 96 * (3 + 10) + 24 * 2 * 8);
     let data = load_sft(&path, &tok, &LoadOptions::default()).unwrap();
     assert_eq!(data.records.len(), n);
     assert!(data.records.iter().all(|r| r.train_mask.iter().any(|&m| m)));

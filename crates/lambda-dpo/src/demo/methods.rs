@@ -85,7 +85,7 @@ impl Budget {
             sft_steps: 1500,
             sft_learning_rate: 3e-3,
             pref_steps: 120,
-            pref_learning_rate: 5e-3,
+            pref_learning_rate: 1e-3,
             grad_accum: 4,
             lora_r: 16,
             eval_prompts: 24,

@@ -72,7 +72,7 @@ pub struct WorldConfig {
     /// data, so the model can learn the facts behind eval prompts too. Default: true.
     pub sft_fact_statements: bool,
     /// Copies of each fact statement in the SFT data: the facts behind eval prompts are learnt
-    /// mostly from them, next to far more style text. Default: 4.
+    /// mostly from them, next to far more style text. Default: 8.
     pub sft_fact_repeats: usize,
 }
 
@@ -87,7 +87,7 @@ impl Default for WorldConfig {
             sft_wrong_fraction: 0.0,
             sft_conditioned: 10,
             sft_fact_statements: true,
-            sft_fact_repeats: 4,
+            sft_fact_repeats: 8,
         }
     }
 }
@@ -319,8 +319,9 @@ impl World {
 
     /// λ-conditioned demonstrations of `prompt`: `n` distinct weight vectors of the simplex
     /// grid with step `1/BUDGET` (the resolution the grammar's four sentences can express:
-    /// there the best response spends exactly `4·λ_k` sentences on dimension k), each with the
-    /// best response under it.
+    /// there the best response spends exactly `4·λ_k` sentences on dimension k) — the m
+    /// vertices first (one dimension alone, the rarest weights: `1.00` appears in no other
+    /// grid point), then random others — each with the best response under it.
     pub fn conditioned_demos(&self, prompt: &Prompt, n: usize) -> Vec<(Vec<f64>, String)> {
         let mut rng = self.rng(&prompt.id, Stream::Conditioned);
         let mut grid = lambda_dpo_math::simplex::simplex_grid(
@@ -328,9 +329,13 @@ impl World {
             1.0 / f64::from(grammar::BUDGET),
         )
         .expect("a valid simplex grid");
-        grammar::shuffle(&mut grid, &mut rng);
-        grid.truncate(n);
-        grid.into_iter()
+        let (mut vertices, mut others): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+            grid.drain(..).partition(|l| l.contains(&1.0));
+        grammar::shuffle(&mut others, &mut rng);
+        vertices.append(&mut others);
+        vertices.truncate(n);
+        vertices
+            .into_iter()
             .map(|lambda| {
                 let (text, _) = self.best_response(prompt, &lambda, &mut rng);
                 (lambda, text)

@@ -122,7 +122,16 @@ impl Model {
         row_seeds: Option<&[u64]>,
         opts: ScoreOptions,
     ) -> Result<Scored> {
-        let plan = self.plan_separate(requests, row_seeds)?;
+        self.score_plan(self.plan_separate(requests, row_seeds)?, lora, opts)
+    }
+
+    /// The forward of a plan with its graph kept, and its scores.
+    fn score_plan(
+        &self,
+        plan: Plan,
+        lora: Option<LoraRun<'_>>,
+        opts: ScoreOptions,
+    ) -> Result<Scored> {
         let hidden = self.run_layers(
             &plan.ids,
             &plan.positions,
@@ -147,9 +156,7 @@ impl Model {
         lora: Option<LoraRun<'_>>,
         opts: ScoreOptions,
     ) -> Result<Scored> {
-        let plan = self.plan_shared(prompt, continuations)?;
-        let hidden = self.run_layers(&plan.ids, &plan.positions, plan.attention, None, lora)?; // [1, T, E]
-        self.gather_and_score(&hidden, &plan.head, opts)
+        self.score_plan(self.plan_shared(prompt, continuations)?, lora, opts)
     }
 
     /// [`Model::score`] with gradient checkpointing: the forward keeps only each block's input,
@@ -187,15 +194,7 @@ impl Model {
         row_seeds: Option<&[u64]>,
         opts: ScoreOptions,
     ) -> Result<Scored> {
-        let plan = self.plan_packed(requests, row_seeds)?;
-        let hidden = self.run_layers(
-            &plan.ids,
-            &plan.positions,
-            plan.attention,
-            plan.row_seeds,
-            lora,
-        )?; // [1, T, E]
-        self.gather_and_score(&hidden, &plan.head, opts)
+        self.score_plan(self.plan_packed(requests, row_seeds)?, lora, opts)
     }
 
     /// [`Model::score_packed`] with gradient checkpointing (see [`Model::score_checkpointed`]).

@@ -206,13 +206,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         What::Logprobs(w) => (w, "logprobs"),
         What::Generate(w) => (w, "generate"),
     };
-    // Threads before anything touches rayon or candle's kernels (both read the variable).
-    let threads = w
-        .threads
-        .or_else(|| std::env::var("RAYON_NUM_THREADS").ok()?.parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let threads = crate::runtime::set_threads(w.threads, || {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
     let dtype = parse_dtype(&w.dtype)?;
     validate(w, bench)?;
     let dev = device()?;

@@ -1,4 +1,4 @@
-//! Settings shared by the model-running commands: device and compute dtype.
+//! Settings shared by the model-running commands: device, compute dtype and threads.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
@@ -21,4 +21,17 @@ pub fn device() -> Result<Device> {
         }
     }
     Ok(Device::Cpu)
+}
+
+/// Sets the compute threads for the rest of the process and returns them: `explicit` (a
+/// `--threads` flag), else `RAYON_NUM_THREADS`, else `default()`. Call it before anything
+/// touches rayon or candle's kernels (both read the variable).
+pub fn set_threads(explicit: Option<usize>, default: impl FnOnce() -> usize) -> usize {
+    let threads = explicit
+        .or_else(|| std::env::var("RAYON_NUM_THREADS").ok()?.parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or_else(default)
+        .max(1);
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    threads
 }

@@ -24,6 +24,7 @@ use candle_core::{Tensor, Var};
 
 use crate::decoder::{Model, Positional};
 use crate::error::Result;
+use crate::grads::accumulate;
 use crate::logprobs::{Plan, ScoreOptions, Scored};
 use crate::lora::LoraRun;
 
@@ -133,18 +134,4 @@ fn input_grad(
         Some(g) => g.detach(),
         None => x.as_tensor().zeros_like()?,
     })
-}
-
-/// `grads[k] += store[vars[k]]`, detached so no stage's graph outlives it.
-fn accumulate(store: &GradStore, grads: &mut [Option<Tensor>], vars: &[Var]) -> Result<()> {
-    for (slot, var) in grads.iter_mut().zip(vars) {
-        if let Some(g) = store.get(var.as_tensor()) {
-            let g = g.detach();
-            *slot = Some(match slot.take() {
-                Some(acc) => (acc + g)?,
-                None => g,
-            });
-        }
-    }
-    Ok(())
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod export;
 pub mod full;
 pub mod generate;
+pub mod grads;
 pub mod io;
 pub mod kernels;
 pub mod logprobs;

@@ -26,6 +26,7 @@ use lambda_dpo_math::{
     lr::warmup_steps_from_ratio, mixed_target, LambdaSampler, LambdaSource, LrSchedule, MathError,
     MissingPolicy, Objective, Rng, SftTerm,
 };
+use lambda_dpo_model::grads::{backward_grads, dense_grads};
 use lambda_dpo_model::{
     Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest, Target, Tokenizer,
 };
@@ -1056,11 +1057,6 @@ fn sft_micro_batch(
     grad_scale: f64,
     checkpointing: bool,
 ) -> TrainResult<(Vec<f64>, Vec<Tensor>)> {
-    let zeros = || {
-        vars.iter()
-            .map(|v| v.as_tensor().zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()
-    };
     // The examples with a trained position: (position in the batch, weights).
     let mut run = Vec::with_capacity(batch.len());
     for (b, (ex, _)) in batch.iter().enumerate() {
@@ -1070,66 +1066,43 @@ fn sft_micro_batch(
     }
     let mut losses = vec![0.0; batch.len()];
     if run.is_empty() {
-        return Ok((losses, zeros()?));
+        return Ok((losses, dense_grads(vec![None; vars.len()], vars)?));
     }
     let requests: Vec<ScoreRequest<'_>> =
         run.iter().map(|(b, _)| sft_request(batch[*b].0)).collect();
     let seeds: Vec<u64> = run.iter().map(|(b, _)| batch[*b].1).collect();
-    // Per-example NLLs `[S]` of a scored batch (request s ↔ run[s]).
-    let nlls = |scored: &lambda_dpo_model::Scored| -> candle_core::Result<Vec<Tensor>> {
-        run.iter()
-            .enumerate()
-            .map(|(s, (_, w))| {
+    // `grad_scale · Σ_b NLL_b` of a scored batch (request s ↔ run[s]), the one scalar
+    // back-propagated; each example's NLL goes into `losses`.
+    let objective =
+        |scored: &lambda_dpo_model::Scored, losses: &mut [f64]| -> candle_core::Result<Tensor> {
+            let mut nll = Vec::with_capacity(run.len());
+            for (s, (b, w)) in run.iter().enumerate() {
                 let (from, to) = (scored.offsets[s], scored.offsets[s + 1]);
-                w.nll_of(&scored.token_logprobs.narrow(0, from, to - from)?)
-            })
-            .collect()
-    };
-    // `grad_scale · Σ_b NLL_b`, the one scalar back-propagated.
-    let total = |nll: &[Tensor]| -> candle_core::Result<Tensor> {
-        let sum = match nll {
-            [one] => one.clone(),
-            _ => Tensor::stack(nll, 0)?.sum_all()?,
+                let n = w.nll_of(&scored.token_logprobs.narrow(0, from, to - from)?)?;
+                losses[*b] = f64::from(n.to_scalar::<f32>()?);
+                nll.push(n);
+            }
+            let sum = match nll.as_slice() {
+                [one] => one.clone(),
+                _ => Tensor::stack(&nll, 0)?.sum_all()?,
+            };
+            sum * grad_scale
         };
-        sum * grad_scale
-    };
     let lora = LoraRun {
         adapter,
         dropout_seed: None, // the per-row seeds replace it
     };
+    let opts = ScoreOptions::default();
     let grads = if checkpointing {
-        let ck = model.score_packed_checkpointed(
-            &requests,
-            Some(lora),
-            Some(&seeds),
-            ScoreOptions::default(),
-        )?;
-        for ((b, _), nll) in run.iter().zip(nlls(ck.scored())?) {
-            losses[*b] = f64::from(nll.to_scalar::<f32>()?);
-        }
-        ck.backward(|s| total(&nlls(s)?), vars)?
-            .into_iter()
-            .zip(vars)
-            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<Vec<_>>>()?
+        // The losses come from the recomputed head: the same values as the stored forward's.
+        model
+            .score_packed_checkpointed(&requests, Some(lora), Some(&seeds), opts)?
+            .backward(|s| objective(s, &mut losses), vars)?
     } else {
-        let scored =
-            model.score_packed(&requests, Some(lora), Some(&seeds), ScoreOptions::default())?;
-        let nll = nlls(&scored)?;
-        for ((b, _), n) in run.iter().zip(&nll) {
-            losses[*b] = f64::from(n.to_scalar::<f32>()?);
-        }
-        let store = total(&nll)?.backward()?;
-        vars.iter()
-            .map(|v| {
-                // Detached, so the gradient does not keep the step's graph alive.
-                store
-                    .get(v.as_tensor())
-                    .map(Tensor::detach)
-                    .map_or_else(|| v.as_tensor().zeros_like(), Ok)
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?
+        let scored = model.score_packed(&requests, Some(lora), Some(&seeds), opts)?;
+        backward_grads(&objective(&scored, &mut losses)?, vars)?
     };
+    let grads = dense_grads(grads, vars)?;
     Ok((losses, grads))
 }
 

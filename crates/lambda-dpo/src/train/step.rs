@@ -25,6 +25,7 @@
 
 use candle_core::{DType, Tensor, Var};
 use lambda_dpo_math::{LossInput, LossOutput, Objective, Target};
+use lambda_dpo_model::grads::{add_grads, backward_grads, dense_grads};
 use lambda_dpo_model::{Adapter, Checkpointed, LoraRun, Model, ScoreOptions, ScoreRequest};
 
 use crate::train::error::TrainResult;
@@ -184,30 +185,13 @@ pub fn list_step_for(
             .collect();
         let g = Tensor::from_vec(g, r.len(), out.sums().device())?; // [K], constant
         let chunk_grads = match out {
-            Kept::Graph(sums) => {
-                let store = (sums * g)?.sum_all()?.backward()?;
-                // Detached: the gradient would otherwise keep this chunk's graph alive.
-                vars.iter()
-                    .map(|v| store.get(v.as_tensor()).map(Tensor::detach))
-                    .collect()
-            }
+            Kept::Graph(sums) => backward_grads(&(sums * g)?.sum_all()?, vars)?,
             // The same surrogate, recomputed from the top hidden state of the stored forward.
             Kept::Checkpointed(ck) => ck.backward(|s| (&s.sums * &g)?.sum_all(), vars)?,
         };
-        for (slot, gv) in grads.iter_mut().zip(chunk_grads) {
-            if let Some(gv) = gv {
-                *slot = Some(match slot.take() {
-                    Some(acc) => (acc + gv)?,
-                    None => gv,
-                });
-            }
-        }
+        add_grads(&mut grads, chunk_grads)?;
     }
-    let grads = grads
-        .into_iter()
-        .zip(vars)
-        .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-        .collect::<candle_core::Result<Vec<_>>>()?;
+    let grads = dense_grads(grads, vars)?;
     Ok(ListStep {
         output,
         policy_logps: policy,

@@ -3,6 +3,7 @@
 //! with code 2, other failures with 1. Data goes to stdout, logs and progress to stderr.
 
 mod adapters;
+mod allocator;
 mod bench_cmd;
 mod data_cmd;
 mod demo_cmd;
@@ -61,6 +62,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Demo(args) => demo_cmd::run(args),

@@ -33,8 +33,16 @@ pub fn tune() -> bool {
     {
         let mut changed = false;
         for (var, param, value) in [
-            ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-            ("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (
+                "MALLOC_MMAP_THRESHOLD_",
+                libc::M_MMAP_THRESHOLD,
+                MMAP_THRESHOLD,
+            ),
+            (
+                "MALLOC_TRIM_THRESHOLD_",
+                libc::M_TRIM_THRESHOLD,
+                TRIM_THRESHOLD,
+            ),
         ] {
             if std::env::var_os(var).is_none() {
                 // SAFETY: mallopt only changes allocator parameters; it is called before any

@@ -3,11 +3,13 @@
 //! and λ-DPO with prompt conditioning from it, evaluates them over a λ grid with the true
 //! rewards and writes `report.html`, `results.json` and SVG plots. Progress on stderr.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use lambda_dpo::demo::{run_demo, DemoEvent, DemoOptions};
 
 #[derive(Debug, clap::Args)]
@@ -32,18 +34,28 @@ pub struct DemoArgs {
     /// it again (e.g. keep the SFT model while trying preference settings).
     #[arg(long)]
     reuse_runs: bool,
-    /// Compute threads (default: RAYON_NUM_THREADS, else 1). The demo's 0.8M-parameter model is
-    /// too small for two threads to pay: 200 SFT steps take 12.7 s on one, 21.9 s on two.
+    /// Compute threads per job (default: RAYON_NUM_THREADS, else 1). The demo's 0.8M-parameter
+    /// model is too small for two threads to pay: 200 SFT steps take 12.7 s on one, 21.9 s on
+    /// two; the cores are used by running jobs side by side instead (--jobs).
     #[arg(long)]
     threads: Option<usize>,
+    /// Preference runs and evaluations run this many at a time (default: the cores, at most
+    /// 4). Results are the same for any value.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
+    // One compute thread per job; the jobs use the cores.
     crate::runtime::set_threads(args.threads, || 1);
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
+    });
     let started = Instant::now();
-    let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    let mut last_phase_start = Instant::now();
-    let mut phase_tokens = 0u64;
+    let bars = Bars::new(started);
     let summary = run_demo(
         &DemoOptions {
             out: args.out.clone(),
@@ -52,48 +64,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             pref_overrides: args.pref_overrides.clone(),
             sft_overrides: args.sft_overrides.clone(),
             reuse_runs: args.reuse_runs,
+            jobs,
         },
-        &mut |event| match event {
-            DemoEvent::Phase(name) => {
-                bar.finish_and_clear();
-                bar.reset();
-                last_phase_start = Instant::now();
-                phase_tokens = 0;
-                eprintln!("[{:>5.1}s] {name}", started.elapsed().as_secs_f64());
-            }
-            DemoEvent::Train(p) => {
-                if bar.length() != Some(p.total_steps) {
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "  step {pos}/{len} [{bar:30}] {msg} ETA {eta}",
-                        )
-                        .expect("template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_length(p.total_steps);
-                }
-                bar.set_position(p.step);
-                phase_tokens = p.tokens;
-                let tps = phase_tokens as f64 / last_phase_start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("loss {:.4}  {tps:.0} tok/s", p.loss));
-            }
-            DemoEvent::Sample { done, total } => {
-                if bar.length() != Some(total as u64) {
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "  responses {pos}/{len} [{bar:30}] {per_sec} ETA {eta}",
-                        )
-                        .expect("template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_length(total as u64);
-                }
-                bar.set_position(done as u64);
-            }
-        },
+        &|event| bars.show(event),
     )
     .context("the demo failed")?;
-    bar.finish_and_clear();
+    bars.clear();
     let r = &summary.results_data;
     eprintln!();
     eprintln!(
@@ -128,4 +104,81 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     eprintln!("results: {}", summary.results.display());
     println!("{}", summary.report.display());
     Ok(())
+}
+
+/// One progress bar per running job (jobs run in parallel), under the phase lines.
+struct Bars {
+    started: Instant,
+    multi: MultiProgress,
+    /// Job key → its bar and when it started (for tokens/s).
+    running: Mutex<HashMap<String, (ProgressBar, Instant)>>,
+}
+
+impl Bars {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            multi: MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr()),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn show(&self, event: DemoEvent<'_>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            DemoEvent::Phase(name) => {
+                let line = format!("[{:>5.1}s] {name}", self.started.elapsed().as_secs_f64());
+                // Bars are not drawn when stderr is not a terminal; the phase lines still are.
+                if self.multi.is_hidden() || self.multi.println(&line).is_err() {
+                    eprintln!("{line}");
+                }
+            }
+            DemoEvent::Train { run, progress: p } => {
+                let (bar, since) = running.entry(run.to_string()).or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new(p.total_steps));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "  {prefix:<18} step {pos}/{len} [{bar:24}] {msg} ETA {eta}",
+                        )
+                        .expect("template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(run.to_string());
+                    (bar, Instant::now())
+                });
+                bar.set_position(p.step);
+                let tps = p.tokens as f64 / since.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("loss {:.4}  {tps:.0} tok/s", p.loss));
+            }
+            DemoEvent::Sample { run, done, total } => {
+                let (bar, _) = running.entry(run.to_string()).or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new(total as u64));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "  {prefix:<18} responses {pos}/{len} [{bar:24}] {per_sec} ETA {eta}",
+                        )
+                        .expect("template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(run.to_string());
+                    (bar, Instant::now())
+                });
+                bar.set_position(done as u64);
+            }
+            DemoEvent::Done { run } => {
+                if let Some((bar, _)) = running.remove(run) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+            }
+        }
+    }
+
+    fn clear(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, (bar, _)) in running.drain() {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
 }

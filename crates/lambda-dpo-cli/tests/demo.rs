@@ -5,21 +5,45 @@
 
 use std::process::Command;
 
+/// `results.json` of a finished demo, without its wall-clock time.
+fn results(out: &std::path::Path) -> serde_json::Value {
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    r.as_object_mut().unwrap().remove("seconds");
+    r
+}
+
 #[test]
 fn quick_demo_writes_results_report_and_plots() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("demo");
-    let o = Command::new(env!("CARGO_BIN_EXE_lambda-dpo"))
-        .args(["demo", "--quick", "--seed", "1", "--out"])
-        .arg(&out)
-        .output()
-        .expect("binary runs");
+    // The same demo with its jobs run one at a time and three at a time, both processes at
+    // once: every job seeds its own randomness, so the results must not differ.
+    let demo = |jobs: &str| {
+        let out = dir.path().join(format!("demo-jobs{jobs}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_lambda-dpo"))
+            .args(["demo", "--quick", "--seed", "1", "--jobs", jobs, "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        (out, child)
+    };
+    let (serial, serial_child) = demo("1");
+    let (out, child) = demo("3");
+    let o = child.wait_with_output().unwrap();
+    let serial_o = serial_child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("Report:"), "{stderr}");
+    assert!(
+        serial_o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&serial_o.stderr)
+    );
+    let r = results(&out);
+    assert!(r == results(&serial), "--jobs 3 and --jobs 1 differ");
 
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let dims = r["dimensions"].as_array().unwrap().len();
     assert!((3..=4).contains(&dims));
     let curves = r["training_curves"].as_array().unwrap();

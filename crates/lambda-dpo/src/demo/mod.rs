@@ -5,15 +5,19 @@
 //!    text and a randomly initialised tiny Llama as a Hugging Face folder.
 //! 2. SFT the tiny model from scratch (every weight trained) so it speaks the world's language.
 //! 3. From that SFT model, with the same budget and seeds, train each preference method
-//!    ([`methods::Method`]): DPO, λ-DPO as in the paper, λ-DPO with prompt conditioning.
+//!    ([`methods::Method`]): DPO, λ-DPO as in the paper, λ-DPO with prompt conditioning and
+//!    with SVD-LoRA conditioning.
 //! 4. Sample responses from every model over a λ grid and score them with the true rewards
 //!    ([`evaluate`]); write `results.json`, `report.html` and the SVG plots ([`report`]).
+//!
+//! Steps 3 and 4 run [`DemoOptions::jobs`] jobs at a time ([`parallel`]), each on one thread.
 //!
 //! Every run goes through the real trainer from a TOML file written into the demo folder, so
 //! each step can be repeated by hand with `lambda-dpo train --config`.
 
 pub mod evaluate;
 pub mod methods;
+pub mod parallel;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -42,18 +46,34 @@ pub struct DemoOptions {
     pub sft_overrides: Vec<String>,
     /// Reuse finished runs whose resolved config is unchanged.
     pub reuse_runs: bool,
+    /// Preference runs and evaluations run this many at a time, each on one thread
+    /// ([`parallel`]); results do not depend on it.
+    pub jobs: usize,
 }
 
-/// What the demo reports as it goes (the CLI draws progress bars from these).
+/// What the demo reports as it goes (the CLI draws progress bars from these). Jobs run in
+/// parallel, so progress names its job (`run`: a method key or `sft`).
 #[derive(Debug, Clone)]
 pub enum DemoEvent<'a> {
-    /// A new phase starts.
+    /// A new phase or job starts.
     Phase(String),
-    /// A training step of the current run.
-    Train(&'a Progress),
-    /// Evaluation progress: responses done of total.
-    Sample { done: usize, total: usize },
+    /// A training step of a run.
+    Train {
+        run: &'a str,
+        progress: &'a Progress,
+    },
+    /// Evaluation progress of a model: responses done of total.
+    Sample {
+        run: &'a str,
+        done: usize,
+        total: usize,
+    },
+    /// A job's training or evaluation finished (its progress bar can go).
+    Done { run: &'a str },
 }
+
+/// The observer of a demo: called from every job's thread.
+pub type Observer<'o> = &'o (dyn Fn(DemoEvent<'_>) + Sync);
 
 /// Everything `results.json` holds.
 #[derive(Debug, Clone, Serialize)]
@@ -144,12 +164,12 @@ fn write_text(path: &Path, text: &str) -> Result<(), DemoError> {
 /// `describe` names the run from its resolved config (so `--set` overrides show in the
 /// progress line).
 fn run_config(
-    config_path: &Path,
+    (key, config_path): (&str, &Path),
     text: &str,
     overrides: &[String],
     reuse: bool,
     describe: &dyn Fn(&TrainConfig) -> String,
-    observer: &mut dyn FnMut(DemoEvent<'_>),
+    observer: Observer<'_>,
 ) -> Result<(PathBuf, Vec<(u64, f64)>), DemoError> {
     write_text(config_path, text)?;
     let cfg = TrainConfig::load(config_path, overrides)?;
@@ -166,8 +186,12 @@ fn run_config(
         }
     }
     let summary = train(&cfg, &RunOptions::default(), &mut |p| {
-        observer(DemoEvent::Train(p))
+        observer(DemoEvent::Train {
+            run: key,
+            progress: p,
+        })
     })?;
+    observer(DemoEvent::Done { run: key });
     let product = summary
         .adapter_dir
         .ok_or_else(|| DemoError::Incomplete(out.display().to_string()))?;
@@ -203,10 +227,7 @@ fn read_curve(path: &Path) -> Result<Vec<(u64, f64)>, DemoError> {
 }
 
 /// Runs the demo into `opts.out`.
-pub fn run_demo(
-    opts: &DemoOptions,
-    observer: &mut dyn FnMut(DemoEvent<'_>),
-) -> Result<DemoSummary, DemoError> {
+pub fn run_demo(opts: &DemoOptions, observer: Observer<'_>) -> Result<DemoSummary, DemoError> {
     let started = Instant::now();
     let budget = if opts.quick {
         Budget::quick()
@@ -241,7 +262,7 @@ pub fn run_demo(
     // 2. SFT from scratch.
     let sft_run = out.join("runs/sft");
     let (sft_model, sft_curve) = run_config(
-        &out.join("configs/sft.toml"),
+        ("sft", &out.join("configs/sft.toml")),
         &sft_config(&init, &sft_file, &sft_run, &budget, opts.seed),
         &opts.sft_overrides,
         opts.reuse_runs,
@@ -256,9 +277,8 @@ pub fn run_demo(
     )?;
     let mut curves = vec![("sft".to_string(), sft_curve)];
 
-    // 3. The preference methods, same budget and seeds.
-    let mut products = Vec::new();
-    for method in Method::ALL {
+    // 3. The preference methods, same budget and seeds, `opts.jobs` at a time.
+    let runs = parallel::map_parallel(opts.jobs, Method::ALL.to_vec(), |method| {
         let run = out.join("runs").join(method.key());
         let text = preference_config(
             method,
@@ -273,7 +293,10 @@ pub fn run_demo(
             opts.seed,
         );
         let (adapter, curve) = run_config(
-            &out.join("configs").join(format!("{}.toml", method.key())),
+            (
+                method.key(),
+                &out.join("configs").join(format!("{}.toml", method.key())),
+            ),
             &text,
             &opts.pref_overrides,
             opts.reuse_runs,
@@ -288,6 +311,10 @@ pub fn run_demo(
             },
             observer,
         )?;
+        Ok::<_, DemoError>((method, adapter, curve))
+    })?;
+    let mut products = Vec::new();
+    for (method, adapter, curve) in runs {
         curves.push((method.key().to_string(), curve));
         products.push((method, adapter));
     }
@@ -309,50 +336,60 @@ pub fn run_demo(
             &tokenizer,
         )?,
     };
-    let mut results = Vec::new();
     // The SFT model twice: as is, and with λ in the prompt (it saw λ-conditioned
-    // demonstrations, so this is what preference training starts from).
-    for (conditioning, key, label) in [
+    // demonstrations, so this is what preference training starts from); then every method.
+    let mut evaluations: Vec<(Conditioning, &str, &str, Option<&Path>)> = vec![
         (
             Conditioning::None,
             "sft",
             "SFT model (no preference training)",
+            None,
         ),
         (
             Conditioning::Prompt,
             "sft-prompt",
             "SFT model + λ in the prompt",
-        ),
-    ] {
-        observer(DemoEvent::Phase(format!("sampling the {label}")));
-        results.push(evaluate_method(
-            &world,
-            &model,
             None,
-            &tokenizer,
-            conditioning,
-            (key, label),
-            &settings,
-            &mut |done, total| observer(DemoEvent::Sample { done, total }),
-        )?);
-    }
+        ),
+    ];
     for (method, dir) in &products {
-        observer(DemoEvent::Phase(format!(
-            "sampling {} over the λ grid",
-            method.label()
-        )));
-        let adapter = Adapter::load(dir, &model.config, &Device::Cpu)?;
-        results.push(evaluate_method(
-            &world,
-            &model,
-            Some(&adapter),
-            &tokenizer,
+        evaluations.push((
             method.conditioning(),
-            (method.key(), method.label()),
-            &settings,
-            &mut |done, total| observer(DemoEvent::Sample { done, total }),
-        )?);
+            method.key(),
+            method.label(),
+            Some(dir.as_path()),
+        ));
     }
+    let results = parallel::map_parallel(
+        opts.jobs,
+        evaluations,
+        |(conditioning, key, label, adapter_dir)| {
+            observer(DemoEvent::Phase(format!(
+                "sampling {label} over the λ grid"
+            )));
+            let adapter = adapter_dir
+                .map(|dir| Adapter::load(dir, &model.config, &Device::Cpu).map_err(DemoError::from))
+                .transpose()?;
+            let result = evaluate_method(
+                &world,
+                &model,
+                adapter.as_ref(),
+                &tokenizer,
+                conditioning,
+                (key, label),
+                &settings,
+                &mut |done, total| {
+                    observer(DemoEvent::Sample {
+                        run: key,
+                        done,
+                        total,
+                    })
+                },
+            )?;
+            observer(DemoEvent::Done { run: key });
+            Ok::<_, DemoError>(result)
+        },
+    )?;
 
     // 5. results.json and the report.
     observer(DemoEvent::Phase("writing the report".into()));

@@ -66,13 +66,17 @@ pub struct WorldConfig {
     pub sft_wrong_fraction: f64,
     /// λ-conditioned demonstrations per prompt in the SFT data: a system message with λ (a
     /// point of the 0.25 simplex grid, in the trainer's rendering) and the best response under
-    /// it (at most 35, the grid's size). Default: 10.
+    /// it (at most 35, the grid's size). Default: 20 (the demo, seeds 0–2 at 3000 SFT steps:
+    /// with 10 the SFT model's controllability was 0.88–0.97 per dimension, with 20 0.93–0.95;
+    /// with all 35 it was 0.94–0.99 but the fact statements, then a tenth of the data, were
+    /// learnt badly: 41–70 % of held-out answers right).
     pub sft_conditioned: usize,
     /// Add "Tell me about X." → every fact of X, for every country, to the train split's SFT
     /// data, so the model can learn the facts behind eval prompts too. Default: true.
     pub sft_fact_statements: bool,
     /// Copies of each fact statement in the SFT data: the facts behind eval prompts are learnt
-    /// mostly from them, next to far more style text. Default: 8.
+    /// mostly from them, next to far more style text. Default: 16 (a quarter of the default
+    /// SFT rows, as with 10 conditioned demonstrations and 8 copies).
     pub sft_fact_repeats: usize,
 }
 
@@ -85,9 +89,9 @@ impl Default for WorldConfig {
             responses_per_prompt: 4,
             entities: 24,
             sft_wrong_fraction: 0.0,
-            sft_conditioned: 10,
+            sft_conditioned: 20,
             sft_fact_statements: true,
-            sft_fact_repeats: 8,
+            sft_fact_repeats: 16,
         }
     }
 }

@@ -135,16 +135,11 @@ impl Bars {
             }
             DemoEvent::Train { run, progress: p } => {
                 let (bar, since) = running.entry(run.to_string()).or_insert_with(|| {
-                    let bar = self.multi.add(ProgressBar::new(p.total_steps));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "  {prefix:<18} step {pos}/{len} [{bar:24}] {msg} ETA {eta}",
-                        )
-                        .expect("template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_prefix(run.to_string());
-                    (bar, Instant::now())
+                    self.new_bar(
+                        run,
+                        p.total_steps,
+                        "step {pos}/{len} [{bar:24}] {msg} ETA {eta}",
+                    )
                 });
                 bar.set_position(p.step);
                 let tps = p.tokens as f64 / since.elapsed().as_secs_f64().max(1e-9);
@@ -152,16 +147,11 @@ impl Bars {
             }
             DemoEvent::Sample { run, done, total } => {
                 let (bar, _) = running.entry(run.to_string()).or_insert_with(|| {
-                    let bar = self.multi.add(ProgressBar::new(total as u64));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "  {prefix:<18} responses {pos}/{len} [{bar:24}] {per_sec} ETA {eta}",
-                        )
-                        .expect("template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_prefix(run.to_string());
-                    (bar, Instant::now())
+                    self.new_bar(
+                        run,
+                        total as u64,
+                        "responses {pos}/{len} [{bar:24}] {per_sec} ETA {eta}",
+                    )
                 });
                 bar.set_position(done as u64);
             }
@@ -172,6 +162,18 @@ impl Bars {
                 }
             }
         }
+    }
+
+    /// A bar for job `run` (its name in front of `template`) and when it started.
+    fn new_bar(&self, run: &str, len: u64, template: &str) -> (ProgressBar, Instant) {
+        let bar = self.multi.add(ProgressBar::new(len));
+        bar.set_style(
+            ProgressStyle::with_template(&format!("  {{prefix:<18}} {template}"))
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(run.to_string());
+        (bar, Instant::now())
     }
 
     fn clear(&self) {

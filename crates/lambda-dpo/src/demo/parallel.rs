@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let r: Result<Vec<u8>, ()> = map_parallel(4, Vec::<u8>::new(), |x| Ok(x));
+        let r: Result<Vec<u8>, ()> = map_parallel(4, Vec::<u8>::new(), Ok);
         assert!(r.unwrap().is_empty());
     }
 }

@@ -579,7 +579,9 @@ impl Model {
                     Some(svd) => Some(run.adapter.svd_diagonal(svd)?),
                     None => None,
                 };
-                y = (y + lora_update(l, diag.as_ref(), x, dropout)?.to_dtype(self.dtype)?)?;
+                let fused_dropout = self.fused.dropout;
+                y = (y + lora_update(l, diag.as_ref(), x, dropout, fused_dropout)?
+                    .to_dtype(self.dtype)?)?;
             }
         }
         Ok(y)
@@ -787,6 +789,7 @@ fn lora_update(
     diag: Option<&Tensor>,
     x: &Tensor,
     dropout: Option<(DropoutSeeds<'_>, f64, u64)>,
+    fused_dropout: bool,
 ) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("non-empty");
@@ -795,23 +798,25 @@ fn lora_update(
     if let Some((seeds, p, salt)) = dropout {
         if p > 0.0 {
             let salted = |seed: u64| seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mask = match seeds {
-                DropoutSeeds::One(seed) => dropout_mask(m, inp, p, salted(seed)),
-                DropoutSeeds::Rows(runs) => {
-                    let mut v = Vec::with_capacity(m * inp);
-                    for &(rows, s) in runs {
-                        v.extend(dropout_mask(rows, inp, p, salted(s)));
-                    }
-                    if v.len() != m * inp {
-                        return Err(ModelError::Input(format!(
-                            "LoRA dropout: seeds cover {} of {m} input rows",
-                            v.len() / inp
-                        )));
-                    }
-                    v
-                }
+            let runs: Vec<(usize, u64)> = match seeds {
+                DropoutSeeds::One(seed) => vec![(m, salted(seed))],
+                DropoutSeeds::Rows(runs) => runs.iter().map(|&(r, s)| (r, salted(s))).collect(),
             };
-            x = x.broadcast_mul(&Tensor::from_vec(mask, (m, inp), x.device())?)?;
+            if fused_dropout && kernels::supported(&[&x]) {
+                x = kernels::dropout(&x, p, &runs)?;
+            } else {
+                let mut mask = Vec::with_capacity(m * inp);
+                for &(rows, s) in &runs {
+                    mask.extend(dropout_mask(rows, inp, p, s));
+                }
+                if mask.len() != m * inp {
+                    return Err(ModelError::Input(format!(
+                        "LoRA dropout: seeds cover {} of {m} input rows",
+                        mask.len() / inp
+                    )));
+                }
+                x = x.broadcast_mul(&Tensor::from_vec(mask, (m, inp), x.device())?)?;
+            }
         }
     }
     let mut xa = x.matmul(&l.a.as_tensor().t()?)?; // [M, r(+m)]

@@ -13,6 +13,7 @@
 //!                                                     db = g ⊙ silu(a)
 //! softmax      y = softmax(c·x + m) (last dim)        dx = c · y ⊙ (g − Σ g⊙y)   (m: no grad)
 //! rope         y = x⊙cos + rotate_half(x)⊙sin         dx₁ = g₁cos₁ + g₂sin₂, dx₂ = g₂cos₂ − g₁sin₁
+//! dropout      y = x ⊙ mask (mask drawn on the fly)    dx = g ⊙ mask (drawn again)
 //! ```
 //!
 //! The kernels are f32 on CPU only; [`supported`] says when they apply, and the decoder falls
@@ -22,14 +23,16 @@
 //! kernels of [`crate::ops::lm_head_logprobs`] (forward and gradient of its recomputed logit
 //! chunks). What does not live here: matmuls ([`crate::ops`]).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
 
 use crate::error::Result;
 
 /// Which fused kernels the decoder uses. All on by default; the environment variable
 /// `LAMBDA_DPO_FUSED` overrides it when the model is loaded: `0`/`off`/`none` turns all off,
-/// a comma list (`rms_norm,swiglu,softmax,rope`) turns on just those (for benchmarking one
+/// a comma list (`rms_norm,swiglu,softmax,rope,lm_head,dropout`) turns on just those (for benchmarking one
 /// op at a time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FusedOps {
@@ -39,6 +42,8 @@ pub struct FusedOps {
     pub rope: bool,
     /// The row kernels of the LM-head log-softmax ([`log_softmax_pick`] and its gradient).
     pub lm_head: bool,
+    /// LoRA dropout with its mask drawn inside the op ([`dropout`]).
+    pub dropout: bool,
 }
 
 impl FusedOps {
@@ -48,6 +53,7 @@ impl FusedOps {
         softmax: true,
         rope: true,
         lm_head: true,
+        dropout: true,
     };
     pub const NONE: Self = Self {
         rms_norm: false,
@@ -55,6 +61,7 @@ impl FusedOps {
         softmax: false,
         rope: false,
         lm_head: false,
+        dropout: false,
     };
 
     /// [`FusedOps::ALL`] unless `LAMBDA_DPO_FUSED` says otherwise.
@@ -80,6 +87,7 @@ impl FusedOps {
                     softmax: has("softmax"),
                     rope: has("rope"),
                     lm_head: has("lm_head"),
+                    dropout: has("dropout"),
                 }
             }
         }
@@ -672,4 +680,81 @@ pub fn log_softmax_pick_grad(
         })
     })??;
     Tensor::from_vec(out, (c, v), logits.device())
+}
+
+// ------------------------------------------------------------------------------------------
+// LoRA dropout
+
+/// Inverted dropout of a contiguous f32 `x: [m, n]` (row-major), the mask drawn on the fly:
+/// `segments` are consecutive runs `(rows, seed)` covering the m rows, and element k of a run
+/// (counted from the run's start, row-major) is 0 when draw k of `SplitMix64(seed)` falls
+/// below `p`, else `1/(1−p)`. The same values as building the mask with sequential draws and
+/// multiplying ([`crate::lora::SplitMix64`] is counter-based: draw k depends on k alone), but
+/// in parallel, without the mask tensor kept by the graph, and with the backward (`g ⊙ mask`)
+/// drawing the mask again.
+pub fn dropout(x: &Tensor, p: f64, segments: &[(usize, u64)]) -> Result<Tensor> {
+    let (m, n) = x.dims2()?;
+    let rows: usize = segments.iter().map(|&(r, _)| r).sum();
+    if rows != m {
+        return Err(crate::error::ModelError::Input(format!(
+            "LoRA dropout: seeds cover {rows} of {m} input rows"
+        )));
+    }
+    let mut starts = Vec::with_capacity(segments.len());
+    let mut at = 0;
+    for &(r, seed) in segments {
+        starts.push((at, seed));
+        at += r * n;
+    }
+    let x = x.contiguous()?;
+    Ok(x.apply_op1(Dropout { p, starts })?)
+}
+
+struct Dropout {
+    p: f64,
+    /// Element offset where each run starts, and its seed (increasing offsets).
+    starts: Vec<(usize, u64)>,
+}
+
+impl Dropout {
+    /// `out[i] = x[i] · mask[i]` for the elements of one chunk starting at element `first`.
+    fn apply(&self, first: usize, x: &[f32], out: &mut [f32]) {
+        let keep = (1.0 / (1.0 - self.p)) as f32;
+        let mut run = self.starts.partition_point(|&(s, _)| s <= first) - 1;
+        for (i, (y, &v)) in out.iter_mut().zip(x).enumerate() {
+            let e = first + i;
+            while run + 1 < self.starts.len() && self.starts[run + 1].0 <= e {
+                run += 1;
+            }
+            let (start, seed) = self.starts[run];
+            let draw = crate::lora::SplitMix64::draw_f64(seed, (e - start) as u64);
+            // x · mask, as the composed version multiplies (0 · x keeps x's sign and NaN).
+            *y = v * if draw < self.p { 0.0 } else { keep };
+        }
+    }
+
+    fn run(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(ELEM_CHUNK)
+            .zip(x.par_chunks(ELEM_CHUNK))
+            .enumerate()
+            .for_each(|(c, (y, x))| self.apply(c * ELEM_CHUNK, x, y));
+        out
+    }
+}
+
+impl CustomOp1 for Dropout {
+    fn name(&self) -> &'static str {
+        "fused-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(self.name(), s, l)?;
+        Ok((CpuStorage::F32(self.run(x)), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dx = with_f32(self.name(), grad, |g| self.run(g))?;
+        Ok(Some(cpu_tensor(dx, x.shape(), x.device())?))
+    }
 }

@@ -599,16 +599,33 @@ struct PeftConfig {
 pub(crate) struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
 
+    fn unit(z: u64) -> f64 {
+        (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(Self::GAMMA);
+        Self::mix(self.0)
+    }
+
     /// Uniform in [0, 1) with 53 bits.
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        Self::unit(self.next_u64())
+    }
+
+    /// What the `k`-th (0-based) [`SplitMix64::next_f64`] of `SplitMix64(seed)` returns: the
+    /// generator is counter-based, so any draw can be computed on its own (in parallel).
+    pub fn draw_f64(seed: u64, k: u64) -> f64 {
+        Self::unit(Self::mix(
+            seed.wrapping_add(k.wrapping_add(1).wrapping_mul(Self::GAMMA)),
+        ))
     }
 }

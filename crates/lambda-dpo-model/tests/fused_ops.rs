@@ -317,7 +317,60 @@ fn fused_ops_parse_from_the_environment_syntax() {
     assert_eq!(FusedOps::parse("0"), FusedOps::NONE);
     assert_eq!(FusedOps::parse(""), FusedOps::ALL);
     let one = FusedOps::parse("softmax, rope");
-    assert!(one.softmax && one.rope && !one.rms_norm && !one.swiglu);
+    assert!(one.softmax && one.rope && !one.rms_norm && !one.swiglu && !one.dropout);
+    assert!(FusedOps::parse("dropout").dropout);
+}
+
+/// SplitMix64 drawn one after another (the composed dropout's generator), written out here so
+/// the kernel's counter-based draws are checked against the sequential definition.
+fn sequential_mask(rows: usize, n: usize, p: f64, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let keep = (1.0 / (1.0 - p)) as f32;
+    (0..rows * n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            if u < p {
+                0.0
+            } else {
+                keep
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn fused_dropout_equals_the_sequential_mask_exactly_in_value_and_gradient() {
+    // Runs of 3, 1 and 33 rows with their own seeds; 37 × 700 elements span several chunks.
+    let (m, n, p) = (37, 700, 0.3);
+    let runs = [(3usize, 11u64), (1, 0xDEAD_BEEF), (33, u64::MAX - 5)];
+    let mut mask = Vec::new();
+    for &(rows, seed) in &runs {
+        mask.extend(sequential_mask(rows, n, p, seed));
+    }
+    let zeros = mask.iter().filter(|&&v| v == 0.0).count() as f64 / mask.len() as f64;
+    assert!((zeros - p).abs() < 0.01, "dropped share {zeros}");
+    let mask = Tensor::from_vec(mask, (m, n), &Device::Cpu).unwrap();
+    let x = rand_tensor(&[m, n], 5, -2.0, 2.0);
+    let (yf, gf) = value_and_grads(std::slice::from_ref(&x), 7, |t| {
+        kernels::dropout(&t[0], p, &runs).unwrap()
+    });
+    let (yc, gc) = value_and_grads(std::slice::from_ref(&x), 7, |t| {
+        t[0].broadcast_mul(&mask).unwrap()
+    });
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    };
+    assert!(bits(&yf) == bits(&yc), "values differ");
+    assert!(bits(&gf[0]) == bits(&gc[0]), "gradients differ");
+    // Seeds that cover the wrong number of rows are an error, not a silent truncation.
+    let err = kernels::dropout(&x, p, &[(36, 1)]).unwrap_err().to_string();
+    assert!(err.contains("36 of 37"), "{err}");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -440,6 +493,58 @@ fn decoder_with_fused_kernels_equals_composed_on_both_fixtures() {
                 );
                 assert!(worst <= TOL, "{label}: LoRA gradients differ by {worst:e}");
             }
+        }
+    }
+}
+
+#[test]
+fn decoder_lora_dropout_fused_equals_composed_exactly() {
+    for name in ["llama", "qwen2"] {
+        for shared in [false, true] {
+            let mut model = model(name, DType::F32);
+            let adapter = perturbed_adapter(&model);
+            let run = Some(LoraRun {
+                adapter: &adapter,
+                dropout_seed: Some(1234),
+            });
+            model.fused = FusedOps::NONE;
+            let a = score(&model, run, shared);
+            model.fused = FusedOps {
+                dropout: true,
+                ..FusedOps::NONE
+            };
+            let b = score(&model, run, shared);
+            let sums = |s: &Scored| -> Vec<f32> { s.sums.to_vec1().unwrap() };
+            assert_eq!(sums(&a), sums(&b), "{name} shared={shared}");
+            let ga = lambda_dpo_loss(&a.sums).backward().unwrap();
+            let gb = lambda_dpo_loss(&b.sums).backward().unwrap();
+            for v in adapter.vars() {
+                let x: Vec<f32> = ga
+                    .get(v.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let y: Vec<f32> = gb
+                    .get(v.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                assert_eq!(x, y, "{name} shared={shared}: a LoRA gradient differs");
+            }
+            // The masks are really applied: without dropout the sums differ.
+            let c = score(
+                &model,
+                Some(LoraRun {
+                    adapter: &adapter,
+                    dropout_seed: None,
+                }),
+                shared,
+            );
+            assert_ne!(sums(&b), sums(&c), "{name}: dropout changed nothing");
         }
     }
 }

@@ -404,13 +404,13 @@ fn sft_file_loads_with_the_project_reader() {
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let path = tmp.path().join("sft.jsonl");
     let n = w.write_sft(&path, Split::Train, 3).unwrap();
-    // 3 free + 10 λ-conditioned per train prompt, 8 copies of 2 fact statements per country.
-    assert_eq!(n, 96 * (3 + 10) + 24 * 2 * 8);
+    // 3 free + 20 λ-conditioned per train prompt, 16 copies of 2 fact statements per country.
+    assert_eq!(n, 96 * (3 + 20) + 24 * 2 * 16);
     let data = load_sft(&path, &tok, &LoadOptions::default()).unwrap();
     assert_eq!(data.records.len(), n);
     assert!(data.records.iter().all(|r| r.train_mask.iter().any(|&m| m)));
     let n_eval = w.write_sft(&path, Split::Eval, 2).unwrap();
-    assert_eq!(n_eval, 24 * (2 + 10));
+    assert_eq!(n_eval, 24 * (2 + 20));
     assert_eq!(
         load_sft(&path, &tok, &LoadOptions::default())
             .unwrap()
@@ -449,7 +449,7 @@ fn sft_file_loads_with_the_project_reader() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["messages"][0]["role"] == "system")
         .count();
-    assert_eq!(system, 24 * 10);
+    assert_eq!(system, 24 * 20); // 20 conditioned demonstrations per eval prompt
 }
 
 #[test]

@@ -13,9 +13,13 @@
 //! Every comparison also checks that the gradients compared are real: each variable's reference
 //! gradient is nonzero, so a path that dropped gradients could not pass.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use candle_core::{DType, Device, Tensor, Var};
+use common::*;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
 use lambda_dpo::train::step::list_step_for;
 use lambda_dpo::train::{list_step, train, ListInput, ListStep, Reference, RunOptions};
 use lambda_dpo::train::{StepOptions, TrainConfig};
@@ -23,16 +27,6 @@ use lambda_dpo_math::{Loss, Objective, Target};
 use lambda_dpo_model::{Adapter, LoraRun, Model, ScoreOptions, ScoreRequest, Scored};
 
 const MODELS: [&str; 2] = ["llama", "qwen2"];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../lambda-dpo-model/tests/fixtures")
-        .join(name)
-}
-
-fn model(name: &str) -> Model {
-    Model::load(&fixture(name).join("model"), DType::F32, &Device::Cpu).unwrap()
-}
 
 /// The PEFT fixture adapter (B ≠ 0, so every var has a gradient) with LoRA dropout 0.1.
 fn adapter(name: &str, m: &Model) -> Adapter {
@@ -43,56 +37,8 @@ fn adapter(name: &str, m: &Model) -> Adapter {
 
 /// A prompt and four responses of 6, 1, 9 and 12 tokens (fixed pseudo-random ids).
 fn list() -> (Vec<u32>, Vec<Vec<u32>>) {
-    let mut x = 4242u64;
-    let mut next = |n: usize| -> Vec<u32> {
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 33) % 690) as u32
-            })
-            .collect()
-    };
-    (next(9), vec![next(6), next(1), next(9), next(12)])
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-/// Largest |a − b| of each pair of gradients over the largest |b| of that gradient (floored at
-/// 10⁻⁶ of the largest of all, for gradients that are zero in exact arithmetic, such as a key
-/// bias's), maximised over the pairs. With `nonzero`, panics when a reference gradient is zero
-/// (nothing would be compared).
-fn max_rel(what: &str, a: &[Tensor], b: &[Tensor], nonzero: bool) -> f64 {
-    assert_eq!(a.len(), b.len(), "{what}: gradient counts");
-    assert!(!b.is_empty(), "{what}: no gradients");
-    let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let global = b.iter().fold(0.0f64, |m, y| m.max(max_abs(&values(y))));
-    assert!(global > 0.0, "{what}: every reference gradient is zero");
-    let mut worst = 0.0f64;
-    for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        let (x, y) = (values(x), values(y));
-        assert_eq!(x.len(), y.len(), "{what}: gradient {k} shape");
-        let scale = max_abs(&y);
-        assert!(
-            !nonzero || scale > 0.0,
-            "{what}: reference gradient {k} is zero: nothing would be compared"
-        );
-        let scale = scale.max(1e-6 * global);
-        let d = x
-            .iter()
-            .zip(&y)
-            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
-        worst = worst.max(d / scale);
-    }
-    worst
+    let mut r = Lcg(4242);
+    (r.ids(9), vec![r.ids(6), r.ids(1), r.ids(9), r.ids(12)])
 }
 
 fn opts(chunk: usize, prefix_sharing: bool, gradient_checkpointing: bool) -> StepOptions {
@@ -156,7 +102,7 @@ fn checkpointed_backward_equals_one_backward_through_the_whole_graph() {
     .unwrap();
     let loss = |s: &Scored| (&s.token_logprobs * &w)?.sum_all();
     for name in MODELS {
-        let m = model(name);
+        let m = load_model(name);
         let a = adapter(name, &m);
         let vars = a.vars();
         let lora = Some(LoraRun {
@@ -222,7 +168,7 @@ fn checkpointed_list_step_equals_the_full_graph_step() {
     };
     let obj = Objective::new(Loss::lambda_dpo());
     for name in MODELS {
-        let m = model(name);
+        let m = load_model(name);
         let a = adapter(name, &m);
         // The cache's values: the reference forward of a disabled-adapter step.
         let cached = list_step(
@@ -280,7 +226,7 @@ fn checkpointed_full_finetune_step_equals_the_full_graph_step() {
     };
     let obj = Objective::new(Loss::lambda_dpo());
     for name in MODELS {
-        let mut m = model(name);
+        let mut m = load_model(name);
         let empty = Adapter::empty(&m.config, Default::default());
         // The reference: the starting weights, computed before they become variables.
         let cached = list_step(
@@ -338,13 +284,8 @@ fn checkpointed_full_finetune_step_equals_the_full_graph_step() {
 
 /// Lists of 4 responses of 5–8 tokens after a 6-token prompt (the loop tests' shape).
 fn write_lists(path: &Path, n: usize) {
-    let mut x = 99u64;
-    let mut rnd = |m: u64| {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) % m
-    };
+    let mut lcg = Lcg(99);
+    let mut rnd = |m: u64| lcg.below(m);
     let mut out = String::new();
     for _ in 0..n {
         let prompt: Vec<u64> = (0..6).map(|_| 30 + rnd(600)).collect();

@@ -15,67 +15,22 @@
 //!   logged loss 9.42 vs 9.98), or packed examples attending to the earlier ones (10.02 vs
 //!   9.98).
 
+mod common;
+
+use common::*;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use lambda_dpo::train::{train, RunOptions, TrainConfig};
 use lambda_dpo_model::{Adapter, LoraRun, Model, ScoreOptions, ScoreRequest, Scored};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../lambda-dpo-model/tests/fixtures")
-        .join(name)
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-/// Largest |a − b| over the largest |b| (floored at 10⁻⁶ of the largest of all), maximised over
-/// the pairs; panics when a reference tensor is all zeros (nothing would be compared).
-fn max_rel(what: &str, a: &[Tensor], b: &[Tensor]) -> f64 {
-    assert_eq!(a.len(), b.len(), "{what}: counts");
-    assert!(!b.is_empty(), "{what}: nothing to compare");
-    let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let global = b.iter().fold(0.0f64, |m, y| m.max(max_abs(&values(y))));
-    let mut worst = 0.0f64;
-    for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        let (x, y) = (values(x), values(y));
-        assert_eq!(x.len(), y.len(), "{what}: tensor {k} shape");
-        let scale = max_abs(&y);
-        assert!(scale > 0.0, "{what}: reference tensor {k} is zero");
-        let d = x
-            .iter()
-            .zip(&y)
-            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
-        worst = worst.max(d / scale.max(1e-6 * global));
-    }
-    worst
-}
-
-/// Rows of 3, 17, 8 and 29 tokens (fixed pseudo-random ids): a lot of padding in the batch.
 fn rows() -> Vec<Vec<u32>> {
-    let mut x = 77u64;
-    let mut next = |n: usize| -> Vec<u32> {
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 33) % 690) as u32
-            })
-            .collect()
-    };
-    vec![next(3), next(17), next(8), next(29)]
+    let mut r = Lcg(77);
+    vec![r.ids(3), r.ids(17), r.ids(8), r.ids(29)]
 }
 
-/// `Σ_b (b + 1) · Σ_t w_t log π` over the batch: every row's loss counts, differently.
 fn weighted(s: &Scored) -> candle_core::Result<Tensor> {
     let w: Vec<f32> = (0..s.sums.dim(0)?).map(|b| (b + 1) as f32).collect();
     let w = Tensor::from_vec(w, s.sums.dim(0)?, s.sums.device())?;
@@ -143,7 +98,7 @@ fn batched_rows_with_row_seeds_equal_one_forward_per_row() {
         .iter()
         .map(|v| store.get(v.as_tensor()).unwrap().clone())
         .collect();
-    let rel = max_rel("batched gradients", &got, &alone_grads);
+    let rel = max_rel("batched gradients", &got, &alone_grads, true);
     eprintln!("batched vs one at a time: gradients {rel:.1e} of their max");
     assert!(rel < 1e-5, "gradients differ by {rel:e}");
 
@@ -161,7 +116,7 @@ fn batched_rows_with_row_seeds_equal_one_forward_per_row() {
         .iter()
         .map(|v| store.get(v.as_tensor()).unwrap().clone())
         .collect();
-    let rel = max_rel("packed gradients", &got, &alone_grads);
+    let rel = max_rel("packed gradients", &got, &alone_grads, true);
     eprintln!("packed vs one at a time: gradients {rel:.1e} of their max");
     assert!(rel < 1e-5, "packed gradients differ by {rel:e}");
     for packed in [false, true] {
@@ -183,7 +138,7 @@ fn batched_rows_with_row_seeds_equal_one_forward_per_row() {
             .into_iter()
             .map(Option::unwrap)
             .collect();
-        let rel = max_rel("checkpointed gradients", &got, &alone_grads);
+        let rel = max_rel("checkpointed gradients", &got, &alone_grads, true);
         assert!(
             rel < 1e-5,
             "checkpointed (packed {packed}) gradients differ by {rel:e}"
@@ -232,13 +187,18 @@ fn attending_to_the_padding_would_change_the_short_rows() {
         .unwrap();
     let row0 = |h: &Tensor| h.narrow(0, 0, 1).unwrap().narrow(1, 0, len).unwrap();
     let causal = m.hidden_states(&batch_ids, &positions, None).unwrap();
-    let d_causal = max_rel("causal", &[row0(&causal)], std::slice::from_ref(&alone));
+    let d_causal = max_rel(
+        "causal",
+        &[row0(&causal)],
+        std::slice::from_ref(&alone),
+        true,
+    );
     assert!(d_causal < 1e-5, "right padding leaked: {d_causal:e}");
     let open = Tensor::zeros((t, t), DType::F32, &Device::Cpu).unwrap();
     let leaky = m
         .hidden_states_masked(&batch_ids, &positions, &open, None)
         .unwrap();
-    let d_leaky = max_rel("leaky", &[row0(&leaky)], &[alone]);
+    let d_leaky = max_rel("leaky", &[row0(&leaky)], &[alone], true);
     eprintln!("short row vs alone: causal {d_causal:.1e}, attending to pads {d_leaky:.1e}");
     assert!(
         d_leaky > 1e-2,
@@ -254,13 +214,8 @@ fn write_sft(path: &Path, n: usize) {
     let words = [
         "apple", "river", "stone", "cloud", "amber", "lemon", "tiger", "orbit", "quiet", "maple",
     ];
-    let mut x = 5u64;
-    let mut rnd = |m: u64| {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) % m
-    };
+    let mut lcg = Lcg(5);
+    let mut rnd = |m: u64| lcg.below(m);
     let mut out = String::new();
     for i in 0..n {
         let mut say = |k: u64| -> String {
@@ -353,7 +308,7 @@ fn assert_same_run(
         .iter()
         .map(|n| (a.1[*n].clone(), b.1[*n].clone()))
         .unzip();
-    let rel = max_rel(what, &x, &y);
+    let rel = max_rel(what, &x, &y, true);
     eprintln!("{what}: final weights differ by {rel:.1e} of their max");
     assert!(rel < 1e-5, "{what}: final weights differ by {rel:e}");
 }

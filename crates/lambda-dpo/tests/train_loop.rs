@@ -3,24 +3,23 @@
 //! held-out top-1 up from the step-0 baseline), and kill-and-resume giving a bit-identical
 //! adapter.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use lambda_dpo::train::{train, RunOptions, TrainConfig};
 
 fn fixture_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lambda-dpo-model/tests/fixtures/qwen2/model")
+    model_dir("qwen2")
 }
 
 /// Lists of 4 responses where quality is visible in the tokens: the better a response, the
 /// more copies of token 17 it has; two dimensions agree on the order.
 fn write_data(path: &Path, n: usize, seed: u64) {
-    let mut x = seed;
-    let mut rnd = |m: u64| {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) % m
-    };
+    let mut lcg = Lcg(seed);
+    let mut rnd = |m: u64| lcg.below(m);
     let mut out = String::new();
     for _ in 0..n {
         let prompt: Vec<u64> = (0..6).map(|_| 30 + rnd(600)).collect();

@@ -2,37 +2,19 @@
 //! the loss written directly in tensors, the two-pass chunked path equals the one-pass path, and
 //! prefix sharing (one packed forward per list) gives the loss and gradients of separate forwards.
 
-use std::path::PathBuf;
+mod common;
+
+use common::*;
 
 use candle_core::{DType, Device, Tensor};
 use lambda_dpo::train::{list_step, ListInput, Reference, StepOptions};
 use lambda_dpo_math::{LogpMode, Loss, Objective, Target};
-use lambda_dpo_model::{Adapter, LoraConfig, LoraRun, Model, ScoreOptions, ScoreRequest};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../lambda-dpo-model/tests/fixtures")
-        .join(name)
-}
-
-fn model(name: &str) -> Model {
-    Model::load(&fixture(name).join("model"), DType::F32, &Device::Cpu).unwrap()
-}
+use lambda_dpo_model::{Adapter, LoraConfig, LoraRun, ScoreOptions, ScoreRequest};
 
 /// A prompt and four responses of different lengths (fixed pseudo-random ids).
 fn list() -> (Vec<u32>, Vec<Vec<u32>>) {
-    let mut x = 12345u64;
-    let mut next = |n: usize| -> Vec<u32> {
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 33) % 690) as u32
-            })
-            .collect()
-    };
-    (next(9), vec![next(5), next(8), next(3), next(11)])
+    let mut r = Lcg(12345);
+    (r.ids(9), vec![r.ids(5), r.ids(8), r.ids(3), r.ids(11)])
 }
 
 fn opts(chunk: usize, seed: Option<u64>) -> StepOptions {
@@ -49,7 +31,7 @@ fn opts(chunk: usize, seed: Option<u64>) -> StepOptions {
 
 #[test]
 fn first_step_loss_is_ln_n_and_ln_2() {
-    let m = model("qwen2");
+    let m = load_model("qwen2");
     let fresh = Adapter::new(&m.config, LoraConfig::default(), 3, &Device::Cpu).unwrap();
     let (prompt, responses) = list();
     let target = Target::from_probs(vec![0.1, 0.4, 0.3, 0.2]).unwrap();
@@ -122,7 +104,7 @@ fn max_rel(a: &[Tensor], b: &[Tensor]) -> f64 {
 /// candle: the surrogate `Σ g_i ℓ_i` must give the same gradient.
 #[test]
 fn surrogate_gradient_equals_direct_backward() {
-    let m = model("qwen2");
+    let m = load_model("qwen2");
     let adapter =
         Adapter::load(&fixture("qwen2").join("adapter"), &m.config, &Device::Cpu).unwrap();
     let (prompt, responses) = list();
@@ -197,7 +179,7 @@ fn surrogate_gradient_equals_direct_backward() {
 
 #[test]
 fn chunked_two_pass_equals_one_pass_with_and_without_dropout() {
-    let m = model("llama");
+    let m = load_model("llama");
     let mut adapter =
         Adapter::load(&fixture("llama").join("adapter"), &m.config, &Device::Cpu).unwrap();
     adapter.config.dropout = 0.1;
@@ -276,8 +258,8 @@ fn prefix_sharing_gives_the_loss_and_gradients_of_separate_forwards() {
     };
     let obj = Objective::new(Loss::lambda_dpo());
     for name in ["llama", "qwen2"] {
-        let m = model(name);
-        let other = model(name);
+        let m = load_model(name);
+        let other = load_model(name);
         // The PEFT fixture adapter: B ≠ 0, so every var has a gradient.
         let adapter =
             Adapter::load(&fixture(name).join("adapter"), &m.config, &Device::Cpu).unwrap();
@@ -325,7 +307,7 @@ fn prefix_sharing_gives_the_loss_and_gradients_of_separate_forwards() {
         }
     }
     // With dropout the packed step is reproducible and the masks are active.
-    let m = model("llama");
+    let m = load_model("llama");
     let mut adapter =
         Adapter::load(&fixture("llama").join("adapter"), &m.config, &Device::Cpu).unwrap();
     adapter.config.dropout = 0.1;

@@ -518,22 +518,17 @@ fn decoder_lora_dropout_fused_equals_composed_exactly() {
             assert_eq!(sums(&a), sums(&b), "{name} shared={shared}");
             let ga = lambda_dpo_loss(&a.sums).backward().unwrap();
             let gb = lambda_dpo_loss(&b.sums).backward().unwrap();
+            let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
             for v in adapter.vars() {
-                let x: Vec<f32> = ga
-                    .get(v.as_tensor())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                let y: Vec<f32> = gb
-                    .get(v.as_tensor())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                assert_eq!(x, y, "{name} shared={shared}: a LoRA gradient differs");
+                let (x, y) = (
+                    ga.get(v.as_tensor()).unwrap(),
+                    gb.get(v.as_tensor()).unwrap(),
+                );
+                assert_eq!(
+                    flat(x),
+                    flat(y),
+                    "{name} shared={shared}: a LoRA gradient differs"
+                );
             }
             // The masks are really applied: without dropout the sums differ.
             let c = score(

@@ -25,6 +25,10 @@ pub enum Preset {
     /// Qwen2ForCausalLM: hidden 512, 8 layers, 8 heads / 2 kv heads, intermediate 1408,
     /// vocab 32000, tied embeddings, q/k/v biases (≈ 39M params).
     Qwen40m,
+    /// Qwen2ForCausalLM in Qwen2-0.5B's shape: hidden 896, 24 layers, 14 heads / 2 kv heads,
+    /// intermediate 4864, vocab 151936, tied embeddings, q/k/v biases (≈ 494M params; random
+    /// weights, for GPU runs: the folder is ~2 GB of f32).
+    Qwen05b,
 }
 
 /// The numbers a preset fixes.
@@ -44,6 +48,7 @@ impl Preset {
         match self {
             Preset::Tiny => "tiny",
             Preset::Qwen40m => "qwen40m",
+            Preset::Qwen05b => "qwen05b",
         }
     }
 
@@ -67,6 +72,16 @@ impl Preset {
                 kv_heads: 2,
                 intermediate: 1408,
                 vocab: 32000,
+                tied: true,
+            },
+            Preset::Qwen05b => Shape {
+                qwen2: true,
+                hidden: 896,
+                layers: 24,
+                heads: 14,
+                kv_heads: 2,
+                intermediate: 4864,
+                vocab: 151_936,
                 tied: true,
             },
         }

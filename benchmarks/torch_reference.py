@@ -13,6 +13,8 @@ Models (`--preset`, random init by transformers under torch.manual_seed(--seed))
   tiny     LlamaForCausalLM  hidden 256, 4 layers, 8 heads / 2 kv, intermediate 688, vocab 2000, untied
   qwen40m  Qwen2ForCausalLM  hidden 512, 8 layers, 8 heads / 2 kv, intermediate 1408, vocab 32000,
            tied embeddings, q/k/v biases, rope θ 1e6
+  qwen05b  Qwen2ForCausalLM  Qwen2-0.5B's shape: hidden 896, 24 layers, 14 heads / 2 kv,
+           intermediate 4864, vocab 151936, tied, q/k/v biases (494M params)
 or `--model DIR` (any local causal-LM folder transformers can load). Token ids: SplitMix64 seeded
 with --seed, ids in 3..V, the prompt first then each response (the same ids as lambda-dpo).
 
@@ -93,9 +95,14 @@ def build_model(args, dtype):
         )
         model = LlamaForCausalLM(cfg)
     else:
+        # qwen40m, or qwen05b in Qwen2-0.5B's shape (the same Qwen2 settings otherwise).
+        hidden, inter, layers, heads, vocab = {
+            "qwen40m": (512, 1408, 8, 8, 32000),
+            "qwen05b": (896, 4864, 24, 14, 151936),
+        }[args.preset]
         cfg = Qwen2Config(
-            vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
-            num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=max_pos,
+            vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+            num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=max_pos,
             rms_norm_eps=1e-6, rope_parameters={"rope_theta": 1_000_000.0, "rope_type": "default"},
             tie_word_embeddings=True, use_sliding_window=False, bos_token_id=1, eos_token_id=2,
         )
@@ -300,7 +307,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", choices=["train-step", "logprobs", "generate"])
     g = ap.add_mutually_exclusive_group()
-    g.add_argument("--preset", choices=["tiny", "qwen40m"])
+    g.add_argument("--preset", choices=["tiny", "qwen40m", "qwen05b"])
     g.add_argument("--model")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--prompt-len", type=int, default=128)

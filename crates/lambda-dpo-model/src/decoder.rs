@@ -805,15 +805,10 @@ fn lora_update(
             if fused_dropout && kernels::supported(&[&x]) {
                 x = kernels::dropout(&x, p, &runs)?;
             } else {
+                kernels::check_dropout_rows(&runs, m)?;
                 let mut mask = Vec::with_capacity(m * inp);
                 for &(rows, s) in &runs {
                     mask.extend(dropout_mask(rows, inp, p, s));
-                }
-                if mask.len() != m * inp {
-                    return Err(ModelError::Input(format!(
-                        "LoRA dropout: seeds cover {} of {m} input rows",
-                        mask.len() / inp
-                    )));
                 }
                 x = x.broadcast_mul(&Tensor::from_vec(mask, (m, inp), x.device())?)?;
             }

@@ -694,12 +694,7 @@ pub fn log_softmax_pick_grad(
 /// drawing the mask again.
 pub fn dropout(x: &Tensor, p: f64, segments: &[(usize, u64)]) -> Result<Tensor> {
     let (m, n) = x.dims2()?;
-    let rows: usize = segments.iter().map(|&(r, _)| r).sum();
-    if rows != m {
-        return Err(crate::error::ModelError::Input(format!(
-            "LoRA dropout: seeds cover {rows} of {m} input rows"
-        )));
-    }
+    check_dropout_rows(segments, m)?;
     let mut starts = Vec::with_capacity(segments.len());
     let mut at = 0;
     for &(r, seed) in segments {
@@ -708,6 +703,17 @@ pub fn dropout(x: &Tensor, p: f64, segments: &[(usize, u64)]) -> Result<Tensor> 
     }
     let x = x.contiguous()?;
     Ok(x.apply_op1(Dropout { p, starts })?)
+}
+
+/// The dropout runs `(rows, seed)` must cover exactly the `m` input rows.
+pub(crate) fn check_dropout_rows(segments: &[(usize, u64)], m: usize) -> Result<()> {
+    let rows: usize = segments.iter().map(|&(r, _)| r).sum();
+    if rows != m {
+        return Err(crate::error::ModelError::Input(format!(
+            "LoRA dropout: seeds cover {rows} of {m} input rows"
+        )));
+    }
+    Ok(())
 }
 
 struct Dropout {

@@ -5,11 +5,14 @@
 //! one core. Results keep the input order and do not depend on the number of workers: every
 //! job seeds its own randomness.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use rayon::prelude::*;
 
 /// Runs `f` on every item with at most `workers` at a time; returns the results in item
-/// order, or the error of the earliest failed item (no new item starts after a failure).
+/// order, or an error of a failed item (no new item starts after a failure).
+///
+/// The jobs run in a rayon pool of `workers` threads, so the row-parallel kernels inside a
+/// job run in that pool too: on the job's own thread, or on an idle worker, instead of
+/// queueing behind the other jobs on the global pool (sized to one thread for the demo).
 pub fn map_parallel<T, R, E, F>(workers: usize, items: Vec<T>, f: F) -> Result<Vec<R>, E>
 where
     T: Send,
@@ -17,50 +20,21 @@ where
     E: Send,
     F: Fn(T) -> Result<R, E> + Sync,
 {
-    let n = items.len();
-    let workers = workers.clamp(1, n.max(1));
-    if workers == 1 {
-        return items.into_iter().map(f).collect();
+    let workers = workers.clamp(1, items.len().max(1));
+    let pool = (workers > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .build()
+                .ok()
+        })
+        .flatten();
+    match pool {
+        // One item per task, so a long job never holds a queue of others behind it.
+        Some(pool) => pool.install(|| items.into_par_iter().with_max_len(1).map(&f).collect()),
+        // One worker, or no threads to be had: one at a time on this thread.
+        None => items.into_iter().map(f).collect(),
     }
-    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let results: Vec<Mutex<Option<Result<R, E>>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::SeqCst) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    break;
-                }
-                let item = lock(&slots[i]).take().expect("each item is taken once");
-                let r = f(item);
-                if r.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                *lock(&results[i]) = Some(r);
-            });
-        }
-    });
-    let mut out = Vec::with_capacity(n);
-    for r in results {
-        match r.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(Ok(v)) => out.push(v),
-            Some(Err(e)) => return Err(e),
-            // Not started because an earlier-started item failed; that error comes later in
-            // order, so keep looking for it.
-            None => continue,
-        }
-    }
-    Ok(out)
-}
-
-/// A poisoned lock only means another job panicked; the data (an `Option`) is still whole.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -86,6 +60,7 @@ mod tests {
 
     #[test]
     fn reports_an_error_and_stops_starting_jobs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let started = AtomicUsize::new(0);
         let r = map_parallel(2, (0..50).collect::<Vec<u32>>(), |x| {
             started.fetch_add(1, Ordering::SeqCst);
